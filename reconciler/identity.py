@@ -1,0 +1,56 @@
+"""Identity normalisation and keyed hashing.
+
+`hmac-sha256:<key id>:<hex>` over the normalised value is the only form in which an
+identifier is ever written by dsr. Pure functions: the key is passed in, never read here
+from the environment (see `resolve_key` callers at the edges).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from reconciler.errors import DsrError
+from reconciler.model import Sensitive, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityKey:
+    key_id: str
+    secret: bytes
+    development: bool  # the demo's published key: fine for the demo, never for real data
+
+    def __repr__(self) -> str:
+        return f"IdentityKey(key_id={self.key_id!r}, secret=***, development={self.development})"
+
+
+def normalise(kind: str, value: str) -> Sensitive:
+    """E-mail: trimmed and lower-cased. Phone: digits with a leading `+`. Others: trimmed."""
+    raw = value.reveal() if isinstance(value, Sensitive) else value
+    if kind == "email":
+        return Sensitive(raw.strip().lower())
+    if kind == "phone":
+        return Sensitive("+" + re.sub(r"\D", "", raw))
+    return Sensitive(raw.strip())
+
+
+def hash_identity(kind: str, value: str, key: IdentityKey) -> str:
+    normal = normalise(kind, value).reveal()
+    digest = hmac.new(key.secret, f"{kind}:{normal}".encode(), hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{key.key_id}:{digest}"
+
+
+def resolve_key(settings: Settings, environ: Mapping[str, str] | None = None) -> IdentityKey:
+    """The identity key named in dsr.yaml; falls back to its development key (flagged)."""
+    env = os.environ if environ is None else environ
+    ref = settings.identity_key
+    if ref and ref.startswith("env:") and env.get(ref[4:]):
+        return IdentityKey(settings.identity_key_id, env[ref[4:]].encode(), development=False)
+    if settings.development_key:
+        return IdentityKey(settings.identity_key_id, settings.development_key.encode(), True)
+    name = ref[4:] if ref else "DSR_IDENTITY_KEY"
+    raise DsrError(f"the identity key is not set: export {name} (named in dsr.yaml identity.key)")

@@ -1,0 +1,58 @@
+"""The plan: an explicit, serialisable list of changes, and whether it may be applied.
+
+Pure data. The executor acts on `Change.action` and `Change.params`; `reason` is for people
+and is never branched on. Only `planfile.py` knows how a plan is written to disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.actions import Action
+from reconciler.model import digest_of
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: str  # deterministic: the same desired + observed state gives the same id
+    action: Action
+    system: str
+    target: str  # what it acts on, for display and audit (no raw personal data)
+    reason: str
+    params: dict[str, str] = field(default_factory=dict)  # what the executor needs
+    request: str | None = None
+    rows: int = 0
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    workspace: str
+    created_at: str  # ISO 8601, UTC; from the caller's clock, never read here
+    desired_digest: str
+    observed_digests: dict[str, str]
+    changes: tuple[Change, ...] = ()
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # reasons the plan is refused
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def can_apply(self) -> bool:
+        return not self.errors
+
+    @property
+    def id(self) -> str:
+        """Identifies what the plan would do and what it was made from (not when)."""
+        return digest_of(
+            {
+                "desired": self.desired_digest,
+                "observed": self.observed_digests,
+                "changes": [c.id for c in self.changes],
+            }
+        )[7:23]
