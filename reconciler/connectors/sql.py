@@ -92,8 +92,12 @@ class SqlConnector:
             try:
                 return fn()
             except OperationalError as exc:
+                if not is_transient(exc):
+                    raise ConnectorError(self.system, f"{what}: {_first_line(exc)}") from None
                 if attempt == RETRIES:
-                    raise ConnectorError(self.system, f"{what}: {_first_line(exc)}", transient=True)
+                    raise ConnectorError(
+                        self.system, f"{what}: {_first_line(exc)}", transient=True
+                    ) from None
                 time.sleep(0.25 * 2**attempt)
             except (DBAPIError, SQLAlchemyError) as exc:
                 raise ConnectorError(self.system, f"{what}: {_first_line(exc)}") from None
@@ -137,6 +141,22 @@ class SqlConnector:
     def _execute(self, stmt: sa.Executable) -> int:
         with self.engine.begin() as conn:
             return int(conn.execute(stmt).rowcount or 0)
+
+
+_TRANSIENT_HINTS = (
+    "could not connect", "connection refused", "connection timed out", "timeout expired",
+    "server closed the connection", "lost connection", "can't connect", "database is locked",
+    "deadlock", "lock wait timeout", "too many connections", "the database system is starting",
+)
+
+
+def is_transient(exc: OperationalError) -> bool:
+    """Worth retrying: the connection, not the statement, failed. (SQLite raises
+    OperationalError for a missing table too, so the class alone does not tell.)"""
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig if exc.orig is not None else exc).lower()
+    return any(hint in text for hint in _TRANSIENT_HINTS)
 
 
 def _first_line(exc: BaseException) -> str:

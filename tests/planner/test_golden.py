@@ -116,6 +116,8 @@ def test_apply_then_plan_is_noop() -> None:
 
 
 def test_max_revocations_override_raises_the_limit() -> None:
-    case = yaml.safe_load((Path(__file__).parent / "cases/max_revocations_refused.yaml").read_text())
+    case = yaml.safe_load(
+        (Path(__file__).parent / "cases/max_revocations_refused.yaml").read_text()
+    )
     result = plan(desired_from(case), observed_from(case), now=NOW, max_revocations=3)
     assert result.can_apply

@@ -1,0 +1,125 @@
+"""`dsr apply [PLANFILE]`: carry out a saved plan (refused if stale) or plan and confirm.
+
+Everything from observing to the last change happens under the state store's lock, so the
+plan applied is the plan made from the state it changes.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler import executor, output, planfile, planner
+from reconciler.commands import workspace
+from reconciler.errors import DsrError, StalePlan
+from reconciler.identity import resolve_key
+from reconciler.model import Observed
+from reconciler.plan import Plan
+from reconciler.runtime import observe_timed, utcnow
+from reconciler.store import LockInfo
+
+_MARK = {executor.SUCCEEDED: "ok", executor.FAILED: "FAILED", executor.SKIPPED: "skipped"}
+
+
+@click.command("apply")
+@click.argument("planfile_path", metavar="[PLANFILE]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (for scheduled jobs).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to wait for another run's lock before failing.")
+@click.option("--max-revocations", type=click.IntRange(min=0),
+              help="Refuse a plan revoking more roles than this (default: dsr.yaml).")
+@click.pass_context
+def command(
+    ctx: click.Context, planfile_path: Path | None, auto_approve: bool, lock_timeout: float,
+    max_revocations: int | None,
+) -> None:
+    """Carry out the plan, idempotently, under the state lock."""
+    ws = workspace(ctx)
+    saved = planfile.read_plan(planfile_path) if planfile_path else None
+    key = resolve_key(ws.desired.settings)
+    holder = f"{getpass.getuser()}@{socket.gethostname()}: dsr apply"
+
+    def waiting(info: LockInfo) -> None:
+        click.echo(
+            f"waiting up to {lock_timeout:g} s for the state lock held by {info.holder} "
+            f"(pid {info.pid} on {info.host}) since {info.acquired_at}", err=True,
+        )
+
+    with ws.store() as store, store.lock(holder, timeout=lock_timeout, on_wait=waiting) as lock:
+        if lock.took_over_stale:
+            click.echo("note: took over a stale lock left by a process that died", err=True)
+        for run_id in executor.recover_interrupted(store, clock=utcnow):
+            click.echo(f"note: run {run_id} was interrupted; recorded in the audit log", err=True)
+        with ws.connectors() as connectors:
+            observed, seconds = observe_timed(ws.desired, connectors, store)
+            if saved is not None:
+                check_fresh(saved, ws.desired.digest, observed, planfile_path)
+                plan = saved
+            else:
+                plan = planner.plan(
+                    ws.desired, observed, now=utcnow(), max_revocations=max_revocations
+                )
+            if not plan.can_apply:
+                click.echo(output.render_text(plan), nl=False)
+                raise DsrError("the plan is refused; nothing was changed")
+            if not plan.has_changes:
+                click.echo("No changes. The actual state matches the desired state; nothing to do.")
+                return
+            click.echo(output.render_text(plan, output.header(plan, len(observed.systems), seconds)))
+            if not auto_approve:
+                confirm(len(plan.changes))
+            result = executor.apply(
+                plan, ws.desired, connectors, store, key, clock=utcnow, progress=report
+            )
+    done = sum(1 for o in result.outcomes if o.status == executor.SUCCEEDED)
+    if result.ok:
+        click.echo(f"Apply complete: {done} change{'s' if done != 1 else ''} carried out "
+                   f"(run {result.run_id}).")
+        return
+    failed = [o for o in result.outcomes if o.status == executor.FAILED]
+    skipped = [o for o in result.outcomes if o.status == executor.SKIPPED]
+    raise DsrError(
+        f"apply finished with {len(failed)} failed and {len(skipped)} skipped of "
+        f"{len(result.outcomes)} changes (run {result.run_id}); {done} carried out. "
+        "Fix the cause and run dsr apply again"
+    )
+
+
+def report(outcome: executor.Outcome) -> None:
+    c = outcome.change
+    line = f"  {_MARK[outcome.status]:<8} {c.action.verb} {c.system} {c.target}"
+    if outcome.status == executor.SUCCEEDED:
+        line += f" ({outcome.rows} row{'s' if outcome.rows != 1 else ''})"
+    if outcome.message:
+        line += f": {outcome.message}"
+    click.echo(line)
+
+
+def confirm(n: int) -> None:
+    if not sys.stdin.isatty():
+        raise DsrError("apply needs a confirmation: run it in a terminal, or pass --auto-approve")
+    if not click.confirm(f"Apply these {n} changes?", default=False):
+        raise DsrError("apply cancelled; nothing was changed")
+
+
+def check_fresh(saved: Plan, desired_digest: str, observed: Observed, path: Path | None) -> None:
+    """A saved plan applies only to the desired and actual state it was made from."""
+    if saved.desired_digest != desired_digest:
+        raise StalePlan(
+            f"{path}: the policies changed since this plan was made; run dsr plan again"
+        )
+    now = observed.digests()
+    changed = sorted(
+        name for name in set(now) | set(saved.observed_digests)
+        if now.get(name) != saved.observed_digests.get(name)
+    )
+    if changed:
+        raise StalePlan(
+            f"{path}: the actual state of {', '.join(changed)} changed since this plan was made "
+            f"at {saved.created_at}; nothing was applied; run dsr plan again"
+        )

@@ -1,0 +1,53 @@
+"""`dsr audit show [ID]` and `dsr audit verify`: the evidence, and a check of its chain."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from reconciler.commands import workspace
+from reconciler.errors import DsrError
+
+
+@click.group("audit")
+def command() -> None:
+    """The append-only, hash-chained audit log."""
+
+
+@command.command("show")
+@click.argument("request", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+@click.pass_context
+def show(ctx: click.Context, request: str | None, as_json: bool) -> None:
+    """List the audit trail, or the records of one request."""
+    ws = workspace(ctx)
+    with ws.store() as store:
+        records = store.audit_records(request)
+    if not records:
+        click.echo(f"no audit records{' for ' + request if request else ''}")
+        return
+    for r in records:
+        if as_json:
+            click.echo(json.dumps({
+                "seq": r.seq, "at": r.at.isoformat(), "run_id": r.run_id, "action": r.action,
+                "system": r.system, "target": r.target, "outcome": r.outcome,
+                "request": r.request, "details": r.details, "hash": r.hash,
+            }, sort_keys=True))
+        else:
+            extra = " ".join(f"{k}={v}" for k, v in sorted(r.details.items()))
+            click.echo(f"{r.seq:>5}  {r.at:%Y-%m-%d %H:%M:%S}  {r.action:<12} {r.system:<10} "
+                       f"{r.outcome:<10} {r.target}  {extra}".rstrip())
+
+
+@command.command("verify")
+@click.pass_context
+def verify(ctx: click.Context) -> None:
+    """Check that no audit record was altered or removed."""
+    ws = workspace(ctx)
+    with ws.store() as store:
+        problems = store.verify_audit()
+        count = len(store.audit_records())
+    if problems:
+        raise DsrError("the audit log failed verification:\n" + "\n".join(problems))
+    click.echo(f"audit log intact: {count} records, hash chain verified")

@@ -1,0 +1,48 @@
+"""`dsr plan`: observe, diff, print the plan; optionally save it for `dsr apply PLANFILE`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler import output, planfile, planner
+from reconciler.commands import workspace
+from reconciler.runtime import observe_timed, utcnow
+
+
+@click.command("plan")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+    show_default=True, help="How to print the plan.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the plan (JSON) to FILE, for `dsr apply FILE`.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
+@click.option("--max-revocations", type=click.IntRange(min=0),
+              help="Refuse a plan revoking more roles than this (default: dsr.yaml).")
+@click.pass_context
+def command(
+    ctx: click.Context, fmt: str, out: Path | None, detailed_exitcode: bool,
+    max_revocations: int | None,
+) -> None:
+    """Show what apply would change, and why."""
+    ws = workspace(ctx)
+    with ws.store() as store, ws.connectors() as connectors:
+        observed, seconds = observe_timed(ws.desired, connectors, store)
+    result = planner.plan(ws.desired, observed, now=utcnow(), max_revocations=max_revocations)
+    head = output.header(result, len(observed.systems), seconds)
+    if fmt == "json":
+        click.echo(planfile.to_json(result), nl=False)
+    elif fmt == "markdown":
+        click.echo(output.render_markdown(result, head), nl=False)
+    else:
+        click.echo(output.render_text(result, head), nl=False)
+    if out is not None:
+        planfile.write_plan(result, out)
+        click.echo(f"Saved plan {result.id} to {out}; apply it with: dsr apply {out}", err=True)
+    if not result.can_apply:
+        ctx.exit(1)
+    if detailed_exitcode and result.has_changes:
+        ctx.exit(2)

@@ -1,0 +1,68 @@
+"""Wiring shared by the commands: the workspace, its store, its connectors, the clock.
+
+The edges live here so that each command module stays a few lines of parse, wire, call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.connectors import Connector, connect
+from reconciler.loader import load_workspace
+from reconciler.model import Desired, Observed
+from reconciler.observe import observe
+from reconciler.store import StateStore, open_store
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    root: Path
+    desired: Desired
+
+    @classmethod
+    def load(cls, root: Path) -> Workspace:
+        return cls(root, load_workspace(root))
+
+    def store_url(self) -> str:
+        path = Path(self.desired.settings.state_path)
+        if not path.is_absolute():
+            path = self.root / path
+        return f"sqlite:///{path}"
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[StateStore]:
+        store = open_store(self.store_url())
+        try:
+            yield store
+        finally:
+            store.close()
+
+    @contextlib.contextmanager
+    def connectors(self) -> Iterator[dict[str, Connector]]:
+        opened = {name: connect(s, self.root) for name, s in self.desired.systems.items()}
+        try:
+            yield opened
+        finally:
+            for c in opened.values():
+                c.close()
+
+
+def observe_timed(
+    desired: Desired, connectors: dict[str, Connector], store: StateStore
+) -> tuple[Observed, float]:
+    """Observes every system, records each observation in the store, returns the time taken."""
+    started = time.monotonic()
+    observed = observe(desired, connectors)
+    now = utcnow()
+    for name, obs in observed.systems.items():
+        store.record_observation(name, now=now, digest=obs.digest, error=obs.error)
+    return observed, time.monotonic() - started

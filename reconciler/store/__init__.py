@@ -1,0 +1,46 @@
+"""The state store: the one-writer lock, runs and their journal, the audit log, observations.
+
+Callers get a `StateStore` from `open_store(url)` and pass it along as an argument; nothing
+here is a module-level singleton. This package must not print, exit or know about click; its
+expected failures are `DsrError`s (`LockTimeout` for the lock).
+"""
+
+from __future__ import annotations
+
+from reconciler.store.base import (
+    GENESIS_HASH,
+    JOURNAL_STATUSES,
+    AuditEvent,
+    AuditRecord,
+    JournalEntry,
+    LockInfo,
+    Observation,
+    RunInfo,
+    StateStore,
+)
+
+__all__ = [
+    "GENESIS_HASH",
+    "JOURNAL_STATUSES",
+    "AuditEvent",
+    "AuditRecord",
+    "JournalEntry",
+    "LockInfo",
+    "Observation",
+    "RunInfo",
+    "StateStore",
+    "open_store",
+]
+
+
+def open_store(url: str) -> StateStore:
+    """Open (creating tables if missing) the store at a SQLAlchemy URL.
+
+    For example `sqlite:////abs/path/state/dsr.db` (the parent directory is created) or
+    `postgresql+psycopg://user@host/db`. Raises `DsrError` if the URL is invalid or the
+    database cannot be reached.
+    """
+    # Imported here so that importing the contract does not import SQLAlchemy.
+    from reconciler.store.sql import SqlStateStore
+
+    return SqlStateStore.open(url)
