@@ -51,9 +51,7 @@ def render_text(plan: Plan, head: str | None = None) -> str:
         lines.append(title)
         width = max(len(c.target) for c in changes)
         for c in changes:
-            lines.append(
-                f"  {_SIGN[c.action]} {c.action.verb:<8} {c.target:<{width}}   {c.reason}"
-            )
+            lines.append(f"  {_SIGN[c.action]} {c.action.verb:<8} {c.target:<{width}}   {c.reason}")
         lines.append("")
     lines += [f"warning: {w}" for w in plan.warnings]
     lines += [f"error: {e}" for e in plan.errors]
@@ -68,7 +66,9 @@ def render_markdown(plan: Plan, head: str | None = None) -> str:
     for title, changes in _groups(plan):
         lines += [f"#### {title}", "", "| | action | target | why |", "|---|---|---|---|"]
         for c in changes:
-            lines.append(f"| {_SIGN[c.action]} | {c.action.verb} | {_md(c.target)} | {_md(c.reason)} |")
+            lines.append(
+                f"| {_SIGN[c.action]} | {c.action.verb} | {_md(c.target)} | {_md(c.reason)} |"
+            )
         lines.append("")
     if plan.warnings:
         lines += [f"> **warning:** {_md(w)}" for w in plan.warnings] + [""]

@@ -26,16 +26,31 @@ _MARK = {executor.SUCCEEDED: "ok", executor.FAILED: "FAILED", executor.SKIPPED: 
 
 
 @click.command("apply")
-@click.argument("planfile_path", metavar="[PLANFILE]", required=False,
-                type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "planfile_path",
+    metavar="[PLANFILE]",
+    required=False,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (for scheduled jobs).")
-@click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to wait for another run's lock before failing.")
-@click.option("--max-revocations", type=click.IntRange(min=0),
-              help="Refuse a plan revoking more roles than this (default: dsr.yaml).")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for another run's lock before failing.",
+)
+@click.option(
+    "--max-revocations",
+    type=click.IntRange(min=0),
+    help="Refuse a plan revoking more roles than this (default: dsr.yaml).",
+)
 @click.pass_context
 def command(
-    ctx: click.Context, planfile_path: Path | None, auto_approve: bool, lock_timeout: float,
+    ctx: click.Context,
+    planfile_path: Path | None,
+    auto_approve: bool,
+    lock_timeout: float,
     max_revocations: int | None,
 ) -> None:
     """Carry out the plan, idempotently, under the state lock."""
@@ -47,7 +62,8 @@ def command(
     def waiting(info: LockInfo) -> None:
         click.echo(
             f"waiting up to {lock_timeout:g} s for the state lock held by {info.holder} "
-            f"(pid {info.pid} on {info.host}) since {info.acquired_at}", err=True,
+            f"(pid {info.pid} on {info.host}) since {info.acquired_at}",
+            err=True,
         )
 
     with ws.store() as store, store.lock(holder, timeout=lock_timeout, on_wait=waiting) as lock:
@@ -70,7 +86,9 @@ def command(
             if not plan.has_changes:
                 click.echo("No changes. The actual state matches the desired state; nothing to do.")
                 return
-            click.echo(output.render_text(plan, output.header(plan, len(observed.systems), seconds)))
+            click.echo(
+                output.render_text(plan, output.header(plan, len(observed.systems), seconds))
+            )
             if not auto_approve:
                 confirm(len(plan.changes))
             result = executor.apply(
@@ -78,8 +96,10 @@ def command(
             )
     done = sum(1 for o in result.outcomes if o.status == executor.SUCCEEDED)
     if result.ok:
-        click.echo(f"Apply complete: {done} change{'s' if done != 1 else ''} carried out "
-                   f"(run {result.run_id}).")
+        click.echo(
+            f"Apply complete: {done} change{'s' if done != 1 else ''} carried out "
+            f"(run {result.run_id})."
+        )
         return
     failed = [o for o in result.outcomes if o.status == executor.FAILED]
     skipped = [o for o in result.outcomes if o.status == executor.SKIPPED]
@@ -115,7 +135,8 @@ def check_fresh(saved: Plan, desired_digest: str, observed: Observed, path: Path
         )
     now = observed.digests()
     changed = sorted(
-        name for name in set(now) | set(saved.observed_digests)
+        name
+        for name in set(now) | set(saved.observed_digests)
         if now.get(name) != saved.observed_digests.get(name)
     )
     if changed:

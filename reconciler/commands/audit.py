@@ -29,15 +29,29 @@ def show(ctx: click.Context, request: str | None, as_json: bool) -> None:
         return
     for r in records:
         if as_json:
-            click.echo(json.dumps({
-                "seq": r.seq, "at": r.at.isoformat(), "run_id": r.run_id, "action": r.action,
-                "system": r.system, "target": r.target, "outcome": r.outcome,
-                "request": r.request, "details": r.details, "hash": r.hash,
-            }, sort_keys=True))
+            click.echo(
+                json.dumps(
+                    {
+                        "seq": r.seq,
+                        "at": r.at.isoformat(),
+                        "run_id": r.run_id,
+                        "action": r.action,
+                        "system": r.system,
+                        "target": r.target,
+                        "outcome": r.outcome,
+                        "request": r.request,
+                        "details": r.details,
+                        "hash": r.hash,
+                    },
+                    sort_keys=True,
+                )
+            )
         else:
             extra = " ".join(f"{k}={v}" for k, v in sorted(r.details.items()))
-            click.echo(f"{r.seq:>5}  {r.at:%Y-%m-%d %H:%M:%S}  {r.action:<12} {r.system:<10} "
-                       f"{r.outcome:<10} {r.target}  {extra}".rstrip())
+            click.echo(
+                f"{r.seq:>5}  {r.at:%Y-%m-%d %H:%M:%S}  {r.action:<12} {r.system:<10} "
+                f"{r.outcome:<10} {r.target}  {extra}".rstrip()
+            )
 
 
 @command.command("verify")

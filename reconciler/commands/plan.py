@@ -13,18 +13,34 @@ from reconciler.runtime import observe_timed, utcnow
 
 @click.command("plan")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
-    show_default=True, help="How to print the plan.",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+    help="How to print the plan.",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also save the plan (JSON) to FILE, for `dsr apply FILE`.")
-@click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
-@click.option("--max-revocations", type=click.IntRange(min=0),
-              help="Refuse a plan revoking more roles than this (default: dsr.yaml).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the plan (JSON) to FILE, for `dsr apply FILE`.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there are no changes, 2 when there are, 1 on error.",
+)
+@click.option(
+    "--max-revocations",
+    type=click.IntRange(min=0),
+    help="Refuse a plan revoking more roles than this (default: dsr.yaml).",
+)
 @click.pass_context
 def command(
-    ctx: click.Context, fmt: str, out: Path | None, detailed_exitcode: bool,
+    ctx: click.Context,
+    fmt: str,
+    out: Path | None,
+    detailed_exitcode: bool,
     max_revocations: int | None,
 ) -> None:
     """Show what apply would change, and why."""

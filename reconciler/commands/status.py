@@ -32,5 +32,7 @@ def command(ctx: click.Context) -> None:
     if last is None:
         click.echo("Last run: none")
     else:
-        click.echo(f"Last run: {last.run_id} started {last.started_at:%Y-%m-%d %H:%M} UTC, "
-                   f"{last.outcome or 'unfinished'}")
+        click.echo(
+            f"Last run: {last.run_id} started {last.started_at:%Y-%m-%d %H:%M} UTC, "
+            f"{last.outcome or 'unfinished'}"
+        )

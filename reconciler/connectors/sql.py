@@ -41,7 +41,9 @@ def resolve_url(system: System, workspace: Path) -> str:
         parsed = make_url(url)
     except (SQLAlchemyError, ValueError) as exc:
         # Never echo the URL itself: it may carry a password.
-        raise DsrError(f"system {system.name}: not a valid SQLAlchemy URL ({type(exc).__name__})")
+        raise DsrError(
+            f"system {system.name}: not a valid SQLAlchemy URL ({type(exc).__name__})"
+        ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database)
         if not path.is_absolute():
@@ -144,9 +146,18 @@ class SqlConnector:
 
 
 _TRANSIENT_HINTS = (
-    "could not connect", "connection refused", "connection timed out", "timeout expired",
-    "server closed the connection", "lost connection", "can't connect", "database is locked",
-    "deadlock", "lock wait timeout", "too many connections", "the database system is starting",
+    "could not connect",
+    "connection refused",
+    "connection timed out",
+    "timeout expired",
+    "server closed the connection",
+    "lost connection",
+    "can't connect",
+    "database is locked",
+    "deadlock",
+    "lock wait timeout",
+    "too many connections",
+    "the database system is starting",
 )
 
 
