@@ -217,3 +217,14 @@ def test_bad_input_is_reported_with_file_and_line(
         assert proc.returncode == 1, command
         assert expected in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_status_shows_systems_and_last_run(demo_workspace: Path) -> None:
+    before = dsr(demo_workspace, "status")
+    assert before.exit_code == 0
+    assert "never observed" in before.output
+    assert "Last run: none" in before.output
+    assert dsr(demo_workspace, "apply", "--auto-approve").exit_code == 0
+    after = dsr(demo_workspace, "status")
+    assert "insights" in after.output and ": ok" in after.output
+    assert "succeeded" in after.output
