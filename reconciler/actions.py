@@ -11,17 +11,47 @@ from enum import Enum
 
 
 class Action(Enum):
+    # permissions on the platform
     GRANT_ROLE = "grant_role"
     REVOKE_ROLE = "revoke_role"
     REMOVE_USER = "remove_user"
+    # erasure, in the order a request goes through them
+    DELETE_ROWS = "delete_rows"  # at a writable source
+    MASK_ROWS = "mask_rows"  # at a writable source; the rows are retained
+    AWAIT_SOURCE = "await_source"  # a source dsr may not write: its owner must delete
+    REFRESH = "refresh"  # a platform or downstream system, once per run
+    VERIFY = "verify"  # the subject is absent from every mapped table
+    PURGE_LOGS = "purge_logs"  # system-generated logs that mention the subject
+    COMPLETE = "complete"  # the receipt in the audit log; the tombstone in the state store
 
     @property
     def verb(self) -> str:
         return _VERBS[self]
+
+    @property
+    def writes(self) -> bool:
+        """Changes data in a system (so later checks must look again)."""
+        return self in _WRITES
 
 
 _VERBS = {
     Action.GRANT_ROLE: "grant",
     Action.REVOKE_ROLE: "revoke",
     Action.REMOVE_USER: "remove",
+    Action.DELETE_ROWS: "delete",
+    Action.MASK_ROWS: "mask",
+    Action.AWAIT_SOURCE: "await",
+    Action.REFRESH: "refresh",
+    Action.VERIFY: "verify",
+    Action.PURGE_LOGS: "purge",
+    Action.COMPLETE: "complete",
+}
+_WRITES = {
+    Action.GRANT_ROLE,
+    Action.REVOKE_ROLE,
+    Action.REMOVE_USER,
+    Action.DELETE_ROWS,
+    Action.MASK_ROWS,
+    Action.REFRESH,
+    Action.PURGE_LOGS,
 }

@@ -52,9 +52,9 @@ def cli(ctx: click.Context, workspace: Path | None) -> None:
 
 
 def _register() -> None:
-    from reconciler.commands import apply, audit, plan, status, validate
+    from reconciler.commands import apply, audit, new, plan, status, validate
 
-    for module in (validate, plan, apply, status, audit):
+    for module in (validate, plan, apply, status, audit, new):
         cli.add_command(module.command)
 
 

@@ -2,18 +2,25 @@
 
 `build_demo` generates a CRM and a web shop (the sources), the customer insights platform that
 ingests both, and an app that consumes its consent entity, under `state/demo/` of a workspace.
-`refresh` is the demo platform's own refresh job, the one `policies/systems.yaml` names.
+`refresh` is the demo platform's own refresh job, the one `policies/systems.yaml` names. The
+other commands play the people around dsr in `make demo`: `pick-subject` chooses a customer to
+file a request about, `owner-delete` is the shop's owning team deleting a customer, `reinsert`
+is a re-sync bringing an erased customer back into the CRM.
 
 This module is a stand-in for Contoso's systems, not part of the reconciler: nothing in
 `reconciler/` may import it, and it must not read the policy files or the state store. It
-writes only under `state/` of the workspace it is given; the refresh job never writes to a
-source. Output is deterministic: one seed gives the same rows.
+writes only under `state/` of the workspace it is given, except that `reset` also deletes the
+requests the demo filed (`policies/requests/DSR-DEMO-*.yaml`, nothing else there); the refresh
+job never writes to a source. Output is deterministic: one seed gives the same rows. An e-mail
+address is printed only by `pick-subject`, to be piped into the next command; `owner-delete`
+and `reinsert` read it from stdin and print counts only.
 """
 
 from __future__ import annotations
 
 import random
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -34,6 +41,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     select,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,6 +50,9 @@ from reconciler.errors import DsrError
 
 DEFAULT_SEED = 2026
 DEMO_DIR = Path("state/demo")
+SEED_FILE = "seed"  # in DEMO_DIR: the seed the demo databases were built from
+REQUESTS_DIR = Path("policies/requests")
+DEMO_REQUESTS = "DSR-DEMO-*.yaml"  # the requests `make demo` files; `reset` removes them
 
 Row = dict[str, Any]
 
@@ -62,7 +73,9 @@ crm_orders = Table(
     "orders",
     CRM,
     Column("id", Integer, primary_key=True),
-    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    # Orders are masked and retained for bookkeeping while the customer is deleted, so a
+    # deleted customer's orders stay, detached: without SET NULL the erasure could never run.
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL")),
     Column("shipping_address", Text),
     Column("phone", Text),
     Column("email", Text),
@@ -530,26 +543,27 @@ def refresh(workspace: Path, system: str) -> None:
 # -- building --------------------------------------------------------------------------------
 
 
-def build_demo(workspace: Path, seed: int = DEFAULT_SEED) -> dict[str, dict[str, int]]:
-    """Create the four demo databases afresh under `state/demo/`; return db -> table -> rows.
-
-    Replaces `state/demo/` as a whole and touches nothing else in the workspace. The platform
-    tables that refreshes own are built by the refresh jobs themselves.
-    """
+def _generate(seed: int) -> dict[str, dict[str, list[Row]]]:
+    """Every generated row, by database and table; the refresh jobs' tables excepted."""
     rng = random.Random(seed)
     sources = _generate_sources(rng)
     emails = [row["email"] for row in sources["crm"]["customers"] + sources["shop"]["customers"]]
     platform = _generate_platform(rng, emails)
-    contents: dict[str, dict[str, list[Row]]] = {
-        "crm": sources["crm"],
-        "shop": sources["shop"],
-        "insights": platform,
-        "apps": {},
-    }
+    return {"crm": sources["crm"], "shop": sources["shop"], "insights": platform, "apps": {}}
 
+
+def build_demo(workspace: Path, seed: int = DEFAULT_SEED) -> dict[str, dict[str, int]]:
+    """Create the four demo databases afresh under `state/demo/`; return db -> table -> rows.
+
+    Replaces `state/demo/` as a whole and touches nothing else in the workspace; the seed is
+    kept in `state/demo/seed` for `pick_subject`. The platform tables that refreshes own are
+    built by the refresh jobs themselves.
+    """
+    contents = _generate(seed)
     demo = workspace / DEMO_DIR
     shutil.rmtree(demo, ignore_errors=True)
     demo.mkdir(parents=True)
+    (demo / SEED_FILE).write_text(f"{seed}\n")
     for name, metadata in DATABASES.items():
         engine = _engine(demo / f"{name}.db")
         try:
@@ -585,7 +599,139 @@ def _clear_state(workspace: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def clear_demo_requests(workspace: Path) -> list[Path]:
+    """Delete the request files the demo filed (`policies/requests/DSR-DEMO-*.yaml`) and only
+    those; return their workspace-relative paths, sorted."""
+    removed: list[Path] = []
+    for path in sorted((workspace / REQUESTS_DIR).glob(DEMO_REQUESTS)):
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(path.relative_to(workspace))
+    return removed
+
+
+# -- the people around dsr -------------------------------------------------------------------
+
+
+def _normal_email(value: str) -> str:
+    """As dsr normalises an e-mail address before hashing it: trimmed, lower-case."""
+    return value.strip().lower()
+
+
+def pick_subject(workspace: Path, where: str) -> str:
+    """The e-mail address of a deterministic demo customer: the lowest CRM id that fits.
+
+    `crm-only`: a CRM customer who is not in the shop, with at least two orders that have order
+    lines; one who also appears as an actor in the platform's system logs when there is one.
+    `both`: a customer in the CRM and the shop (same address) with at least one CRM order and
+    a consent row in the platform.
+
+    Chosen from the data as generated from the seed the demo was built with (`state/demo/seed`),
+    not from the databases as they are now: the same customer comes back after dsr has erased
+    them, so a demo can pick them again to hand to the shop's owner or to re-insert.
+    Raises `DsrError` when the demo was not built or no customer fits.
+    """
+    seed_file = workspace / DEMO_DIR / SEED_FILE
+    if not seed_file.is_file():
+        raise DsrError(f"{seed_file} not found: run `python -m reconciler.demo reset` first")
+    try:
+        seed = int(seed_file.read_text().strip())
+    except ValueError:
+        raise DsrError(f"{seed_file}: not a seed: run `python -m reconciler.demo reset`") from None
+    contents = _generate(seed)
+    crm, shop = contents["crm"], contents["shop"]
+    in_shop = {_normal_email(row["email"]) for row in shop["customers"]}
+    in_logs = {_normal_email(row["actor"]) for row in contents["insights"]["system_logs"]}
+    consented = {
+        _normal_email(row["email"]) for row in _unify({"crm": crm, "shop": shop})["consent"]
+    }
+    with_lines = {line["order_id"] for line in crm["order_lines"]}
+    orders: dict[int, int] = {}
+    for order in crm["orders"]:
+        if order["id"] in with_lines:
+            orders[order["customer_id"]] = orders.get(order["customer_id"], 0) + 1
+    customers = sorted(crm["customers"], key=lambda row: int(row["id"]))
+    chosen: list[str]
+    if where == "crm-only":
+        fits = [
+            str(row["email"])
+            for row in customers
+            if orders.get(row["id"], 0) >= 2 and _normal_email(row["email"]) not in in_shop
+        ]
+        logged = [email for email in fits if _normal_email(email) in in_logs]
+        chosen = (logged or fits)[:1]
+    elif where == "both":
+        chosen = [
+            str(row["email"])
+            for row in customers
+            if orders.get(row["id"], 0) >= 1
+            and _normal_email(row["email"]) in in_shop
+            and _normal_email(row["email"]) in consented
+        ][:1]
+    else:
+        raise DsrError(f"unknown place {where!r}: expected crm-only or both")
+    if not chosen:
+        raise DsrError(f"no demo customer fits --in {where} (seed {seed})")
+    return chosen[0]
+
+
+def owner_delete(workspace: Path, system: str, email: str) -> dict[str, int]:
+    """Delete a customer and their carts from the shop, as its owning team would.
+
+    One transaction with foreign keys enforced; the address is matched as dsr normalises it.
+    Returns the counts deleted; raises `DsrError` (never naming the address) if not found.
+    """
+    if system != "shop":
+        raise DsrError(f"unknown owned system {system!r}: expected shop")
+    with _connect(workspace / DEMO_DIR / "shop.db") as conn:
+        ids = (
+            conn.execute(
+                select(shop_customers.c.id).where(
+                    func.lower(func.trim(shop_customers.c.email)) == _normal_email(email)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not ids:
+            raise DsrError("shop: no customer has that e-mail address")
+        carts = conn.execute(shop_carts.delete().where(shop_carts.c.customer_id.in_(ids)))
+        customers = conn.execute(shop_customers.delete().where(shop_customers.c.id.in_(ids)))
+        return {"customer": customers.rowcount, "cart": carts.rowcount}
+
+
+def reinsert(workspace: Path, system: str, email: str) -> int:
+    """Insert a new CRM customer with this address: a re-sync or a restored backup bringing
+    back someone who was erased. Returns the rows inserted; raises `DsrError` (never naming
+    the address) if the CRM already has a customer with it."""
+    if system != "crm":
+        raise DsrError(f"unknown system {system!r} to re-insert into: expected crm")
+    address = email.strip()
+    with _connect(workspace / DEMO_DIR / "crm.db") as conn:
+        present = conn.execute(
+            select(func.count())
+            .select_from(crm_customers)
+            .where(func.lower(func.trim(crm_customers.c.email)) == _normal_email(address))
+        ).scalar_one()
+        if present:
+            raise DsrError("crm: a customer with that e-mail address is already there")
+        conn.execute(insert(crm_customers).values(email=address, full_name="Restored Customer"))
+    return 1
+
+
 # -- command line ----------------------------------------------------------------------------
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _read_email() -> str:
+    """One e-mail address from stdin, the only way one reaches `owner-delete` and `reinsert`."""
+    text = sys.stdin.read().strip()
+    if not text or len(text.split()) != 1 or "@" not in text:
+        raise click.ClickException("expected one e-mail address on stdin")
+    return text
 
 
 def _workspace(path: Path) -> Path:
@@ -614,9 +760,14 @@ def main() -> None:
 @WORKSPACE_OPTION
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 def reset(workspace: Path, seed: int) -> None:
-    """Delete the state store, outbox and demo databases, then build the demo afresh."""
+    """Delete the state store, outbox, demo databases and demo-filed requests
+    (policies/requests/DSR-DEMO-*.yaml), then build the demo afresh."""
     root = _workspace(workspace)
     _clear_state(root)
+    removed = clear_demo_requests(root)
+    if removed:
+        pattern = (REQUESTS_DIR / DEMO_REQUESTS).as_posix()
+        click.echo(f"removed {_count(len(removed), 'demo request')} ({pattern})")
     for name, tables in build_demo(root, seed).items():
         summary = "  ".join(f"{table}={rows}" for table, rows in tables.items())
         click.echo(f"{(DEMO_DIR / f'{name}.db').as_posix():<24} {summary}")
@@ -632,6 +783,55 @@ def refresh_command(system: str, workspace: Path) -> None:
     except DsrError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"refreshed {system}")
+
+
+@main.command("pick-subject")
+@click.option(
+    "--in",
+    "where",
+    type=click.Choice(["crm-only", "both"]),
+    required=True,
+    help="crm-only: in the CRM alone, with orders; both: in the CRM and the shop.",
+)
+@WORKSPACE_OPTION
+def pick_subject_command(where: str, workspace: Path) -> None:
+    """Print the e-mail address of a demo customer, to pipe into `dsr new ... --email -`.
+
+    The same customer for the same seed, even after they were erased."""
+    try:
+        click.echo(pick_subject(_workspace(workspace), where))
+    except DsrError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("owner-delete")
+@click.argument("system", type=click.Choice(["shop"]))
+@WORKSPACE_OPTION
+def owner_delete_command(system: str, workspace: Path) -> None:
+    """Delete the customer whose e-mail address is on stdin, and their carts, as SYSTEM's
+    owning team would. Prints counts only."""
+    root = _workspace(workspace)
+    email = _read_email()
+    try:
+        deleted = owner_delete(root, system, email)
+    except DsrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{system}: deleted " + ", ".join(_count(n, noun) for noun, n in deleted.items()))
+
+
+@main.command("reinsert")
+@click.argument("system", type=click.Choice(["crm"]))
+@WORKSPACE_OPTION
+def reinsert_command(system: str, workspace: Path) -> None:
+    """Insert a new customer with the e-mail address on stdin into SYSTEM, as a re-sync or a
+    restored backup would. Prints counts only."""
+    root = _workspace(workspace)
+    email = _read_email()
+    try:
+        inserted = reinsert(root, system, email)
+    except DsrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{system}: re-inserted {_count(inserted, 'customer')}")
 
 
 if __name__ == "__main__":

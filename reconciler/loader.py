@@ -7,6 +7,10 @@ back at once as `ValidationFailed([Diagnostic(file, line, field, message), ...])
 `Desired` is never returned. It must not resolve `env:` references, connect to systems, or
 print.
 
+Request files (`policies/requests/<id>.yaml`) are loaded too, each checked against the
+settings (key id, deadline rule) and the data map (system names); their due dates come from
+`reconciler.deadlines`.
+
 Dates: YAML turns `2026-11-20` into a `datetime.date`, and `Document.data` keeps it so (request
 files need dates). JSON Schema knows no dates, so validation, the digest and model building all
 use `Document.plain`, the same data with dates as ISO strings.
@@ -15,7 +19,7 @@ use `Document.plain`, the same data with dates as ISO strings.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -26,19 +30,27 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 from yaml.reader import ReaderError
 
+from reconciler import deadlines
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
 from reconciler.model import (
     Access,
+    Approval,
     Desired,
     DesiredUser,
     ErasureStrategy,
+    Extension,
+    IdentityHash,
     MaskStrategy,
     PermissionsMap,
     Refresh,
+    Request,
+    RequestType,
     Sensitive,
     Settings,
+    SubjectKind,
     SubjectLink,
     System,
     SystemRole,
@@ -53,6 +65,7 @@ JsonPath = tuple[str | int, ...]  # keys and list indexes from the document root
 SETTINGS_FILE = "dsr.yaml"
 SYSTEMS_FILE = "policies/systems.yaml"
 ACCESS_FILE = "policies/access.yaml"
+REQUESTS_DIR = "policies/requests"
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -69,14 +82,24 @@ def find_workspace(start: Path) -> Path:
     )
 
 
-def load_workspace(root: Path) -> Desired:
-    """The desired state of the workspace at `root`; `ValidationFailed` with every problem."""
+def load_workspace(root: Path, *, pending: Mapping[str, str] | None = None) -> Desired:
+    """The desired state of the workspace at `root`; `ValidationFailed` with every problem.
+
+    `pending` maps workspace-relative paths to text that is read in place of the file on disk,
+    or as a file that is not written yet: `dsr new` checks a request this way before writing it.
+    """
+    pending = pending or {}
     problems: list[Diagnostic] = []
-    settings = _read_valid(root, SETTINGS_FILE, "dsr", problems)
-    systems = _read_valid(root, SYSTEMS_FILE, "systems", problems)
+    settings = _read_valid(root, SETTINGS_FILE, "dsr", problems, pending)
+    systems = _read_valid(root, SYSTEMS_FILE, "systems", problems, pending)
     access = None
-    if (root / ACCESS_FILE).exists():
-        access = _read_valid(root, ACCESS_FILE, "access", problems)
+    if ACCESS_FILE in pending or (root / ACCESS_FILE).exists():
+        access = _read_valid(root, ACCESS_FILE, "access", problems, pending)
+    files, misnamed = _request_files(root, pending)
+    problems += misnamed
+    requests = [
+        doc for file in files if (doc := _read_valid(root, file, "request", problems, pending))
+    ]
     # Cross-references only between files that matched their schema: their shape is known.
     if systems:
         problems += _check_systems(systems)
@@ -84,17 +107,72 @@ def load_workspace(root: Path) -> Desired:
         problems += _check_access(access)
     if systems and access:
         problems += _check_permissions(systems, access)
-    if problems or settings is None or systems is None:
+    built_settings = _build_settings(settings.plain) if settings else None
+    system_names = set(systems.plain["systems"]) if systems else None
+    for doc in requests:
+        problems += _check_request(doc, built_settings, system_names)
+    if problems or built_settings is None or settings is None or systems is None:
         raise ValidationFailed(list(dict.fromkeys(problems)))
     access_plain = access.plain if access else None
+    # Request files are keyed by their paths beside the others: a workspace without requests
+    # keeps the digest it had before requests existed.
+    files_digested = {SETTINGS_FILE: settings.plain, SYSTEMS_FILE: systems.plain}
+    files_digested[ACCESS_FILE] = access_plain
+    files_digested.update((doc.file, doc.plain) for doc in requests)
     return Desired(
-        settings=_build_settings(settings.plain),
+        settings=built_settings,
         systems=_build_systems(systems.plain["systems"]),
         access=_build_access(access_plain) if access_plain is not None else None,
-        digest=digest_of(
-            {SETTINGS_FILE: settings.plain, SYSTEMS_FILE: systems.plain, ACCESS_FILE: access_plain}
-        ),
+        digest=digest_of(files_digested),
+        requests={
+            req.id: req
+            for req in (_build_request(doc, built_settings.deadline_days) for doc in requests)
+        },
     )
+
+
+def load_settings(root: Path) -> Settings:
+    """Only dsr.yaml, validated: for commands that need the settings before the whole workspace
+    (`dsr new` hashes with the key it names). `ValidationFailed` with its problems."""
+    problems: list[Diagnostic] = []
+    settings = _read_valid(root, SETTINGS_FILE, "dsr", problems, {})
+    if problems or settings is None:
+        raise ValidationFailed(list(dict.fromkeys(problems)))
+    return _build_settings(settings.plain)
+
+
+def request_file(request_id: str) -> str:
+    """The workspace-relative path of the request file for `request_id`."""
+    return f"{REQUESTS_DIR}/{request_id}.yaml"
+
+
+def _request_files(root: Path, pending: Mapping[str, str]) -> tuple[list[str], list[Diagnostic]]:
+    """The request files to load, sorted, and a problem for each that would be skipped silently.
+
+    Hidden files (editors' and `dsr new`'s temp files) are not requests.
+    """
+    folder = root / REQUESTS_DIR
+    try:
+        names = {p.name for p in folder.iterdir() if p.is_file()} if folder.is_dir() else set()
+    except OSError as exc:
+        return [], [Diagnostic(REQUESTS_DIR, None, "", f"cannot read: {exc.strerror}")]
+    names |= {
+        file.removeprefix(REQUESTS_DIR + "/")
+        for file in pending
+        if file.startswith(REQUESTS_DIR + "/") and "/" not in file[len(REQUESTS_DIR) + 1 :]
+    }
+    names = {name for name in names if not name.startswith(".")}
+    misnamed = [
+        Diagnostic(
+            f"{REQUESTS_DIR}/{name}",
+            None,
+            "",
+            f"not loaded: request files end in .yaml; rename it to {name[:-4]}.yaml",
+        )
+        for name in sorted(names)
+        if name.endswith(".yml")
+    ]
+    return sorted(f"{REQUESTS_DIR}/{n}" for n in names if n.endswith(".yaml")), misnamed
 
 
 # -- YAML with lines ----------------------------------------------------------------------------
@@ -166,6 +244,18 @@ class _Loader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode):
                 key_node.tag = _STR_TAG
         return super().construct_mapping(node, deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> date:
+        # `2026-02-30` looks like a date to YAML but is none: PyYAML raises a bare ValueError.
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise ConstructorError(
+                None, None, f"'{node.value}' is not a valid date ({exc})", node.start_mark
+            ) from exc
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
 
 
 def _index(
@@ -251,9 +341,15 @@ def validate(doc: Document, schema: str) -> list[Diagnostic]:
     return [p for error in _validator(schema).iter_errors(doc.plain) for p in _explain(doc, error)]
 
 
-def _read_valid(root: Path, file: str, schema: str, problems: list[Diagnostic]) -> Document | None:
-    """`root/file` if it parses and matches its schema, else None; problems go to `problems`."""
-    doc, found = read_document(root, file)
+def _read_valid(
+    root: Path, file: str, schema: str, problems: list[Diagnostic], pending: Mapping[str, str]
+) -> Document | None:
+    """`root/file` (or its `pending` text) if it parses and matches its schema, else None;
+    problems go to `problems`."""
+    if file in pending:
+        doc, found = parse_yaml(pending[file], file)
+    else:
+        doc, found = read_document(root, file)
     problems += found
     if doc is None:
         return None
@@ -489,6 +585,88 @@ def _check_permissions(systems: Document, access: Document) -> list[Diagnostic]:
     ]
 
 
+def _check_request(
+    doc: Document, settings: Settings | None, systems: set[str] | None
+) -> list[Diagnostic]:
+    """A request that matched its schema, against its file name, the settings and the data map.
+
+    Checks that need an invalid file (dsr.yaml or systems.yaml) are skipped; that file's own
+    problems are reported instead.
+    """
+    data: dict[str, Any] = doc.plain
+    problems: list[Diagnostic] = []
+    stem = Path(doc.file).name.removesuffix(".yaml")
+    if data["id"] != stem:
+        problems.append(
+            doc.problem(("id",), f"'{data['id']}' must equal the file name without .yaml, '{stem}'")
+        )
+    if systems is not None and isinstance(data["systems"], list):
+        for i, name in enumerate(data["systems"]):
+            if name not in systems:
+                hint = _hint(name, sorted(systems))
+                problems.append(
+                    doc.problem(
+                        ("systems", i), f"unknown system '{name}' (not in {SYSTEMS_FILE}){hint}"
+                    )
+                )
+    first_seen: dict[str, int] = {}
+    for i, identity in enumerate(data["subject"]["identities"]):
+        at: JsonPath = ("subject", "identities", i)
+        key_id = identity["hash"].split(":")[1]
+        if settings is not None and key_id != settings.identity_key_id:
+            problems.append(
+                doc.problem(
+                    (*at, "hash"),
+                    f"hashed with key id '{key_id}', but {SETTINGS_FILE} identity.key_id is "
+                    f"'{settings.identity_key_id}': re-file the request with `dsr new`, or "
+                    "re-hash it with the current key",
+                )
+            )
+        if identity["hash"] in first_seen:
+            problems.append(
+                doc.problem(
+                    at,
+                    f"the same {identity['type']} is listed more than once "
+                    f"(first at subject.identities[{first_seen[identity['hash']]}])",
+                )
+            )
+        first_seen.setdefault(identity["hash"], i)
+    if "approvals" in data and data["type"] != "export":
+        problems.append(
+            doc.problem(
+                ("approvals",), f"only exports are approved; this request is an {data['type']}"
+            )
+        )
+    dates = _request_dates(doc, problems)
+    received, ext = dates.get(("received",)), data.get("extension")
+    due, told = dates.get(("extension", "due")), dates.get(("extension", "subject_told"))
+    if settings is not None and received and ext and due and told:
+        extension = Extension(due=due, reason=ext["reason"], subject_told=told)
+        problems += [
+            doc.problem(("extension", p.field), p.message)
+            for p in deadlines.extension_problems(received, settings.deadline_days, extension)
+        ]
+    return problems
+
+
+def _request_dates(doc: Document, problems: list[Diagnostic]) -> dict[JsonPath, date]:
+    """Every date in a request that is a real one; `2026-02-30` (quoted) is reported instead."""
+    paths: list[JsonPath] = [("received",)]
+    if "extension" in doc.plain:
+        paths += [("extension", "due"), ("extension", "subject_told")]
+    paths += [("approvals", i, "at") for i in range(len(doc.plain.get("approvals", ())))]
+    found: dict[JsonPath, date] = {}
+    for path in paths:
+        text: Any = doc.plain
+        for part in path:
+            text = text[part]
+        try:
+            found[path] = date.fromisoformat(text)
+        except ValueError:
+            problems.append(doc.problem(path, f"'{text}' is not a valid date"))
+    return found
+
+
 # -- building the model -------------------------------------------------------------------------
 
 _SETTINGS_FIELDS = {  # (section, key) in dsr.yaml -> Settings field; absent: the model default
@@ -581,3 +759,37 @@ def _build_access(data: dict[str, Any]) -> Access:
     }
     extra = {"admin_role": data["admin_role"]} if "admin_role" in data else {}
     return Access(roles=tuple(data["roles"]), users=users, **extra)
+
+
+def _build_request(doc: Document, deadline_days: int | None) -> Request:
+    """A request that passed every check: dates are real and any extension is lawful."""
+    data: dict[str, Any] = doc.plain
+    received = date.fromisoformat(data["received"])
+    extension = None
+    if "extension" in data:
+        ext = data["extension"]
+        extension = Extension(
+            due=date.fromisoformat(ext["due"]),
+            reason=ext["reason"],
+            subject_told=date.fromisoformat(ext["subject_told"]),
+        )
+    systems = data["systems"]
+    return Request(
+        id=data["id"],
+        type=RequestType(data["type"]),
+        subject_kind=SubjectKind(data["subject"]["kind"]),
+        identities=tuple(
+            IdentityHash(type=i["type"], hash=i["hash"]) for i in data["subject"]["identities"]
+        ),
+        received=received,
+        requested_by=data["requested_by"],
+        due=deadlines.due_date(received, deadline_days, extension),
+        systems=None if systems == "all" else tuple(systems),
+        extension=extension,
+        legal_hold=data.get("legal_hold"),
+        cancelled=data.get("cancelled"),
+        approvals=tuple(
+            Approval(by=a["by"], at=date.fromisoformat(a["at"])) for a in data.get("approvals", ())
+        ),
+        file=doc.file,
+    )

@@ -9,8 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a pure type; imported lazily to keep model free of import cycles
+    from reconciler.connectors.schema import SchemaInfo
 
 
 class Sensitive(str):
@@ -138,15 +142,90 @@ class Settings:
     max_revocations: int = 25
 
 
+class RequestType(Enum):
+    ERASURE = "erasure"
+    EXPORT = "export"
+
+
+class SubjectKind(Enum):
+    CUSTOMER = "customer"
+    USER = "user"  # a person who holds permissions in the platform
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityHash:
+    type: str  # email | phone | customer_id
+    hash: str  # hmac-sha256:<key id>:<hex>; never the raw value
+
+    @property
+    def key_id(self) -> str:
+        return self.hash.split(":")[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """Art. 12(3): the deadline may be extended by up to two further months, with notice."""
+
+    due: date
+    reason: str
+    subject_told: date
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    by: str
+    at: date
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: str
+    type: RequestType
+    subject_kind: SubjectKind
+    identities: tuple[IdentityHash, ...]
+    received: date
+    requested_by: str
+    due: date  # computed by the loader from `received`, the deadline rule and any extension
+    systems: tuple[str, ...] | None = None  # None: all systems
+    extension: Extension | None = None
+    legal_hold: str | None = None
+    cancelled: str | None = None
+    approvals: tuple[Approval, ...] = ()
+    file: str = ""  # workspace-relative path of the request file
+
+
 @dataclass(frozen=True, slots=True)
 class Desired:
     settings: Settings
     systems: dict[str, System]
     access: Access | None
-    digest: str  # over the canonical content of every policy file
+    digest: str  # over the canonical content of every policy file, requests included
+    requests: dict[str, Request] = field(default_factory=dict)
 
     def permissions_system(self) -> System | None:
         return next((s for s in self.systems.values() if s.permissions), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The rows of one table that belong to one request's subject.
+
+    Key values stay in memory: plans, state and audit carry only counts and digests.
+    `pending` is what erasure must still change (every row for delete and purge, the rows
+    not yet masked for mask, none for retain). `referenced_by` counts, per database foreign
+    key `child_table.column`, the rows that reference these rows.
+    """
+
+    keys: frozenset[Any] = frozenset()
+    pending: frozenset[Any] = frozenset()
+    referenced_by: dict[str, int] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "keys": digest_of(sorted(map(repr, self.keys))),
+            "pending": digest_of(sorted(map(repr, self.pending))),
+            "referenced_by": dict(sorted(self.referenced_by.items())),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,19 +235,56 @@ class ObservedSystem:
 
     name: str
     permissions: frozenset[tuple[str, str]] | None = None  # (user, role)
+    schema: SchemaInfo | None = None  # reflected when erasures need this system
+    matches: dict[tuple[str, str], Match] = field(default_factory=dict)  # (request, table)
     error: str | None = None
 
     @property
     def digest(self) -> str:
-        return digest_of({"permissions": sorted(self.permissions or ()), "error": self.error})
+        return digest_of(
+            {
+                "permissions": sorted(self.permissions or ()),
+                "schema": repr(self.schema),
+                "matches": {
+                    f"{r}/{t}": m.fingerprint() for (r, t), m in sorted(self.matches.items())
+                },
+                "error": self.error,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A completed erasure (a tombstone in the state store): it stays desired."""
+
+    request_id: str
+    subject_kind: str
+    identities: tuple[tuple[str, str], ...]  # (type, keyed hash)
+    systems: tuple[str, ...] | None
+    completed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshStatus:
+    system: str
+    at: datetime
+    status: str  # succeeded | failed
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
     systems: dict[str, ObservedSystem]
+    completed: dict[str, Completed] = field(default_factory=dict)
+    refreshes: dict[str, RefreshStatus] = field(default_factory=dict)
 
     def digests(self) -> dict[str, str]:
-        return {name: obs.digest for name, obs in sorted(self.systems.items())}
+        out = {name: obs.digest for name, obs in sorted(self.systems.items())}
+        if self.completed:
+            out["dsr:completed"] = digest_of(
+                sorted((c.request_id, c.completed_at.isoformat()) for c in self.completed.values())
+            )
+        return out
 
 
 def digest_of(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Observe the actual state of every system the desired state needs.
 
-Queries go through connectors; turning rows into the observed model is pure. A system that
-cannot be read is recorded with its error, not raised: the planner decides what that blocks.
+Queries go through connectors (`subjects.py` finds data subjects); turning rows into the
+observed model is pure. A system that cannot be read is recorded with its error, not
+raised: the planner decides what that blocks.
 """
 
 from __future__ import annotations
@@ -10,18 +11,38 @@ from collections.abc import Mapping
 
 from reconciler.connectors import Connector
 from reconciler.errors import ConnectorError
-from reconciler.model import Desired, Observed, ObservedSystem
+from reconciler.identity import IdentityKey
+from reconciler.model import Completed, Desired, Observed, ObservedSystem, RefreshStatus
+from reconciler.subjects import erasure_subjects, find_subjects
 
 
-def observe(desired: Desired, connectors: Mapping[str, Connector]) -> Observed:
+def observe(
+    desired: Desired,
+    connectors: Mapping[str, Connector],
+    key: IdentityKey,
+    *,
+    completed: Mapping[str, Completed] | None = None,
+    refreshes: Mapping[str, RefreshStatus] | None = None,
+) -> Observed:
+    completed = dict(completed or {})
+    subjects = erasure_subjects(desired, completed)
     systems: dict[str, ObservedSystem] = {}
     for name, system in sorted(desired.systems.items()):
-        if system.permissions is None:
-            continue  # nothing of this system is reconciled yet
-        try:
-            perms = connectors[name].read_permissions(system.permissions)
-        except ConnectorError as exc:
-            systems[name] = ObservedSystem(name, error=str(exc))
-            continue
-        systems[name] = ObservedSystem(name, permissions=perms)
-    return Observed(systems)
+        perms = None
+        error = None
+        if system.permissions is not None:
+            try:
+                perms = connectors[name].read_permissions(system.permissions)
+            except ConnectorError as exc:
+                error = str(exc)
+        findings = find_subjects(system, connectors[name], subjects, key)
+        if system.permissions is None and findings.schema is None and not findings.error:
+            continue  # nothing of this system is reconciled now
+        systems[name] = ObservedSystem(
+            name,
+            permissions=perms,
+            schema=findings.schema,
+            matches=findings.matches,
+            error=error or findings.error,
+        )
+    return Observed(systems, completed=completed, refreshes=dict(refreshes or {}))

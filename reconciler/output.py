@@ -1,19 +1,31 @@
-"""All rendering of plans, results and status for people: text and markdown.
+"""All rendering of plans for people: text and markdown.
 
 Pure string building; the CLI decides where it goes. Nothing here may print a raw
-identifier of a data subject: changes already carry only counts and hashes.
+identifier of a data subject: changes already carry only counts, table names and hashes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from reconciler.actions import Action
-from reconciler.plan import Change, Plan
+from reconciler.plan import Change, Plan, RequestView
 
 PERMISSION_ACTIONS = (Action.GRANT_ROLE, Action.REVOKE_ROLE, Action.REMOVE_USER)
 _SIGN = {Action.GRANT_ROLE: "+", Action.REVOKE_ROLE: "-", Action.REMOVE_USER: "-"}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of a request's section: system, what, verb, count, and a note."""
+
+    system: str
+    what: str
+    verb: str
+    count: str
+    note: str
 
 
 def header(plan: Plan, systems: int, seconds: float) -> str:
@@ -23,20 +35,47 @@ def header(plan: Plan, systems: int, seconds: float) -> str:
     )
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
 def summary(plan: Plan) -> str:
     if plan.errors:
-        return f"Plan refused: {len(plan.errors)} problem{'s' if len(plan.errors) > 1 else ''}."
+        return f"Plan refused: {_n(len(plan.errors), 'problem')}; nothing will be changed."
+    completed = [v for v in plan.requests if v.state == "completed"]
+    rechecked = (
+        f" {_n(len(completed), 'completed erasure')} re-checked: nothing came back."
+        if completed
+        else ""
+    )
     if not plan.has_changes:
-        return "No changes. The actual state matches the desired state."
-    counts = Counter(c.action for c in plan.changes)
-    role_changes = sum(counts[a] for a in PERMISSION_ACTIONS)
+        return "No changes. The actual state matches the desired state." + rechecked
+    rows = Counter[Action]()
+    for c in plan.changes:
+        rows[c.action] += c.rows
+    kinds = Counter(c.action for c in plan.changes)
     parts = []
+    erasing = {c.request for c in plan.changes if c.action is Action.COMPLETE}
+    if erasing:
+        counts = [
+            f"{_n(rows[Action.DELETE_ROWS], 'row')} deleted",
+            f"{rows[Action.MASK_ROWS]} masked",
+            f"{_n(rows[Action.PURGE_LOGS], 'log row')} purged",
+        ]
+        parts.append(f"{_n(len(erasing), 'erasure')} ({', '.join(counts)})")
+    if kinds[Action.REFRESH]:
+        parts.append(_n(kinds[Action.REFRESH], "refresh").replace("refreshs", "refreshes"))
+    role_changes = sum(kinds[a] for a in PERMISSION_ACTIONS)
     if role_changes:
-        parts.append(f"{role_changes} role change{'s' if role_changes != 1 else ''}")
-    return "Plan: " + ", ".join(parts) + "."
+        parts.append(_n(role_changes, "role change"))
+    text = "Plan: " + ", ".join(parts)
+    waiting = [v for v in plan.requests if v.state == "waiting"]
+    if waiting:
+        text += f"; {_n(len(waiting), 'request')} waiting on a source"
+    return text + "." + rechecked
 
 
-def _groups(plan: Plan) -> Iterable[tuple[str, list[Change]]]:
+def _permission_groups(plan: Plan) -> Iterator[tuple[str, list[Change]]]:
     by_system: dict[str, list[Change]] = {}
     for c in plan.changes:
         if c.action in PERMISSION_ACTIONS:
@@ -45,13 +84,90 @@ def _groups(plan: Plan) -> Iterable[tuple[str, list[Change]]]:
         yield f"Permissions ({system})", changes
 
 
+def request_title(v: RequestView) -> str:
+    due = ""
+    if v.due is not None and v.days_left is not None:
+        left = (
+            f"{_n(v.days_left, 'day')} left"
+            if v.days_left >= 0
+            else f"OVERDUE by {_n(-v.days_left, 'day')}"
+        )
+        due = f"  due {v.due} ({left})"
+    flags = "  re-ingested" if v.reingested else ""
+    return f"{v.id}  {v.type}  {v.subject_kind}{due}  [{v.state}]{flags}"
+
+
+def request_rows(plan: Plan, view: RequestView) -> list[Row]:
+    """The steps of one request, in the order they run, with the shared refreshes it needs."""
+    by_id = {c.id: c for c in plan.changes}
+    own = [c for c in plan.changes if c.request == view.id]
+    needed: set[str] = set()
+    for c in own:
+        needed |= {d for d in c.depends_on if d in by_id and by_id[d].action is Action.REFRESH}
+    rows: list[Row] = []
+    sources_done = False
+    for c in plan.changes:
+        if c.request != view.id and c.id not in needed:
+            continue
+        if not sources_done and c.action not in (Action.DELETE_ROWS, Action.MASK_ROWS):
+            rows += _retained_rows(view)
+            sources_done = True
+        rows.append(_row(c))
+    if not sources_done:
+        rows += _retained_rows(view)
+    return rows
+
+
+def _retained_rows(view: RequestView) -> list[Row]:
+    return [
+        Row(r.system, r.table, "retain", _n(r.rows, "row"), r.reason)
+        for r in view.retained
+        if not r.masked
+    ]
+
+
+def _row(c: Change) -> Row:
+    if c.action is Action.REFRESH:
+        return Row(c.system, "refresh", "", "", c.reason)
+    if c.action is Action.VERIFY:
+        return Row(c.system, "verify", "", "", f"{c.target}: absent or masked")
+    if c.action is Action.COMPLETE:
+        return Row("dsr", "complete", "", "", "receipt to the audit log; tombstone kept")
+    if c.action is Action.AWAIT_SOURCE:
+        return Row(c.system, c.params.get("tables", ""), "await", _n(c.rows, "row"), c.reason)
+    return Row(c.system, c.target, c.action.verb, _n(c.rows, "row"), c.reason)
+
+
+def _table(rows: list[Row], indent: str = "  ") -> list[str]:
+    if not rows:
+        return []
+    w = [max(len(getattr(r, f)) for r in rows) for f in ("system", "what", "verb", "count")]
+    return [
+        f"{indent}{r.system:<{w[0]}}  {r.what:<{w[1]}}  {r.verb:<{w[2]}}  {r.count:<{w[3]}}  "
+        f"{r.note}".rstrip()
+        for r in rows
+    ]
+
+
+def _shown(plan: Plan) -> list[RequestView]:
+    """Requests worth a section: those with changes or a state a reviewer must see."""
+    with_changes = {c.request for c in plan.changes}
+    return [v for v in plan.requests if v.id in with_changes or v.state != "completed"]
+
+
 def render_text(plan: Plan, head: str | None = None) -> str:
     lines = [head, ""] if head else []
-    for title, changes in _groups(plan):
+    for title, changes in _permission_groups(plan):
         lines.append(title)
         width = max(len(c.target) for c in changes)
         for c in changes:
             lines.append(f"  {_SIGN[c.action]} {c.action.verb:<8} {c.target:<{width}}   {c.reason}")
+        lines.append("")
+    for view in _shown(plan):
+        lines.append(request_title(view))
+        if view.note:
+            lines.append(f"  {view.note}")
+        lines += _table(request_rows(plan, view))
         lines.append("")
     lines += [f"warning: {w}" for w in plan.warnings]
     lines += [f"error: {e}" for e in plan.errors]
@@ -63,13 +179,25 @@ def render_text(plan: Plan, head: str | None = None) -> str:
 
 def render_markdown(plan: Plan, head: str | None = None) -> str:
     lines = [f"### {head or 'dsr plan · workspace ' + plan.workspace}", ""]
-    for title, changes in _groups(plan):
+    for title, changes in _permission_groups(plan):
         lines += [f"#### {title}", "", "| | action | target | why |", "|---|---|---|---|"]
         for c in changes:
             lines.append(
                 f"| {_SIGN[c.action]} | {c.action.verb} | {_md(c.target)} | {_md(c.reason)} |"
             )
         lines.append("")
+    for view in _shown(plan):
+        lines += [f"#### {_md(request_title(view))}", ""]
+        if view.note:
+            lines += [f"_{_md(view.note)}_", ""]
+        rows = request_rows(plan, view)
+        if rows:
+            lines += ["| system | table / step | action | rows | why |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {r.system} | {_md(r.what)} | {r.verb} | {r.count} | {_md(r.note)} |"
+                for r in rows
+            ]
+            lines.append("")
     if plan.warnings:
         lines += [f"> **warning:** {_md(w)}" for w in plan.warnings] + [""]
     if plan.errors:

@@ -28,6 +28,44 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Retained:
+    """Rows of a subject that erasure keeps (as they are, or masked), and why."""
+
+    system: str
+    table: str
+    rows: int
+    reason: str
+    masked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """One request as the plan sees it: its deadline and state, for people and for status."""
+
+    id: str
+    type: str
+    subject_kind: str
+    state: str  # pending | waiting | blocked | held | completed | cancelled
+    due: str | None = None  # ISO date; None for a tombstone whose request file is gone
+    days_left: int | None = None
+    note: str | None = None
+    reingested: bool = False
+    retained: tuple[Retained, ...] = ()
+
+    @property
+    def overdue(self) -> bool:
+        return (
+            self.days_left is not None
+            and self.days_left < 0
+            and self.state
+            not in (
+                "completed",
+                "cancelled",
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     workspace: str
     created_at: str  # ISO 8601, UTC; from the caller's clock, never read here
@@ -36,6 +74,7 @@ class Plan:
     changes: tuple[Change, ...] = ()
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()  # reasons the plan is refused
+    requests: tuple[RequestView, ...] = ()
     format_version: int = FORMAT_VERSION
 
     @property

@@ -14,7 +14,7 @@ import jsonschema
 
 from reconciler.actions import Action
 from reconciler.errors import DsrError
-from reconciler.plan import FORMAT_VERSION, Change, Plan
+from reconciler.plan import FORMAT_VERSION, Change, Plan, RequestView, Retained
 from reconciler.schema import load_schema
 
 
@@ -44,6 +44,30 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "warnings": list(plan.warnings),
         "errors": list(plan.errors),
+        "requests": [
+            {
+                "id": v.id,
+                "type": v.type,
+                "subject_kind": v.subject_kind,
+                "state": v.state,
+                "due": v.due,
+                "days_left": v.days_left,
+                "overdue": v.overdue,
+                "note": v.note,
+                "reingested": v.reingested,
+                "retained": [
+                    {
+                        "system": r.system,
+                        "table": r.table,
+                        "rows": r.rows,
+                        "reason": r.reason,
+                        "masked": r.masked,
+                    }
+                    for r in v.retained
+                ],
+            }
+            for v in plan.requests
+        ],
     }
 
 
@@ -73,6 +97,23 @@ def from_dict(data: dict[str, Any]) -> Plan:
         ),
         warnings=tuple(data["warnings"]),
         errors=tuple(data["errors"]),
+        requests=tuple(
+            RequestView(
+                id=v["id"],
+                type=v["type"],
+                subject_kind=v["subject_kind"],
+                state=v["state"],
+                due=v["due"],
+                days_left=v["days_left"],
+                note=v["note"],
+                reingested=v["reingested"],
+                retained=tuple(
+                    Retained(r["system"], r["table"], r["rows"], r["reason"], r["masked"])
+                    for r in v["retained"]
+                ),
+            )
+            for v in data["requests"]
+        ),
         format_version=data["format_version"],
     )
 

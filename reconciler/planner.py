@@ -11,6 +11,7 @@ from collections import defaultdict
 from datetime import datetime
 
 from reconciler.actions import Action
+from reconciler.erasure import plan_erasures
 from reconciler.model import Access, Desired, Observed
 from reconciler.plan import Change, Plan
 
@@ -45,14 +46,16 @@ def plan(
                 system.name, desired.access, obs.permissions, limit, changes, warnings, errors
             )
 
+    erasures = plan_erasures(desired, observed, now.date())
     return Plan(
         workspace=desired.settings.workspace,
         created_at=now.isoformat(timespec="seconds"),
         desired_digest=desired.digest,
         observed_digests=observed.digests(),
-        changes=tuple(changes),
-        warnings=tuple(warnings),
-        errors=tuple(errors),
+        changes=tuple(changes + erasures.changes),
+        warnings=tuple(warnings + erasures.warnings),
+        errors=tuple(errors + erasures.errors),
+        requests=tuple(erasures.views),
     )
 
 

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.connectors import Connector, connect
+from reconciler.identity import IdentityKey
 from reconciler.loader import load_workspace
-from reconciler.model import Desired, Observed
+from reconciler.model import Completed, Desired, Observed, RefreshStatus
 from reconciler.observe import observe
 from reconciler.store import StateStore, open_store
 
@@ -56,13 +57,31 @@ class Workspace:
                 c.close()
 
 
-def observe_timed(
-    desired: Desired, connectors: dict[str, Connector], store: StateStore
-) -> tuple[Observed, float]:
-    """Observes every system, records each observation in the store, returns the time taken."""
-    started = time.monotonic()
-    observed = observe(desired, connectors)
+def observe_all(
+    desired: Desired, connectors: dict[str, Connector], store: StateStore, key: IdentityKey
+) -> Observed:
+    """Observes every system (and dsr's own record of completed erasures and refreshes),
+    and records each system's observation in the store."""
+    completed = {
+        t.request_id: Completed(
+            t.request_id, t.subject_kind, t.identities, t.systems, t.completed_at
+        )
+        for t in store.tombstones().values()
+    }
+    refreshes = {
+        r.system: RefreshStatus(r.system, r.at, r.status, r.message)
+        for r in store.last_refreshes().values()
+    }
+    observed = observe(desired, connectors, key, completed=completed, refreshes=refreshes)
     now = utcnow()
     for name, obs in observed.systems.items():
         store.record_observation(name, now=now, digest=obs.digest, error=obs.error)
+    return observed
+
+
+def observe_timed(
+    desired: Desired, connectors: dict[str, Connector], store: StateStore, key: IdentityKey
+) -> tuple[Observed, float]:
+    started = time.monotonic()
+    observed = observe_all(desired, connectors, store, key)
     return observed, time.monotonic() - started

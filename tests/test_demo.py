@@ -1,4 +1,5 @@
-"""Tests for the demo generator and the demo platform's refresh jobs, on real SQLite files.
+"""Tests for the demo generator, the demo platform's refresh jobs and the commands that play
+the people around dsr (pick-subject, owner-delete, reinsert), on real SQLite files.
 
 Also a smoke test of the `db_url` fixture on every backend. These tests must not touch the
 repository's own state/ folder: every build happens in a temporary workspace.
@@ -6,6 +7,7 @@ repository's own state/ folder: every build happens in a temporary workspace.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,10 +16,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import make_engine
+import pytest
+from conftest import REPO_ROOT, make_engine
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-from reconciler.demo import build_demo, refresh
+from reconciler.demo import _connect, build_demo, refresh
+from reconciler.errors import DsrError
 
 DATABASES = ("crm", "shop", "insights", "apps")
 
@@ -56,14 +60,30 @@ def _without_ids(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return sorted(row[1:] for row in rows)
 
 
-def _run_demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run_demo(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "reconciler.demo", *args],
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def _pick(workspace: Path, where: str) -> str:
+    result = _run_demo("pick-subject", "--in", where, cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    [email] = result.stdout.splitlines()
+    assert result.stdout == f"{email}\n"
+    return email
+
+
+def _assert_not_shown(email: str, result: subprocess.CompletedProcess[str]) -> None:
+    for stream in (result.stdout, result.stderr):
+        assert email.lower() not in stream.lower()
+        assert email.split("@")[0].lower() not in stream.lower()
 
 
 def test_same_seed_gives_identical_databases(tmp_path: Path) -> None:
@@ -121,14 +141,66 @@ def test_foreign_keys_are_declared_and_hold(demo_workspace: Path) -> None:
     for name in DATABASES:
         assert _query(_db(demo_workspace, name), "PRAGMA foreign_key_check") == [], name
     crm, shop = _db(demo_workspace, "crm"), _db(demo_workspace, "shop")
-    assert _references(crm, "orders") == [("customer_id", "customers", "id")]
-    assert _references(crm, "order_lines") == [("order_id", "orders", "id")]
-    assert _references(shop, "carts") == [("customer_id", "customers", "id")]
+    assert _references(crm, "orders") == [("customer_id", "customers", "id", "SET NULL")]
+    assert _references(crm, "order_lines") == [("order_id", "orders", "id", "NO ACTION")]
+    assert _references(shop, "carts") == [("customer_id", "customers", "id", "NO ACTION")]
+    nullable = {row[1]: not row[3] for row in _query(crm, "PRAGMA table_info(orders)")}
+    assert nullable["customer_id"] is True
 
 
 def _references(path: Path, table: str) -> list[tuple[Any, ...]]:
-    sql = 'SELECT "from", "table", "to" FROM pragma_foreign_key_list(?)'
+    sql = 'SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list(?)'
     return _query(path, sql, table)
+
+
+def test_a_deleted_crm_customer_leaves_their_masked_orders_detached(demo_workspace: Path) -> None:
+    """The data map masks and retains orders but deletes the customer: that must be possible."""
+    crm = _db(demo_workspace, "crm")
+    [(customer_id,)] = _query(
+        crm,
+        "SELECT customer_id FROM orders GROUP BY customer_id HAVING count(*) >= 2"
+        " ORDER BY customer_id LIMIT 1",
+    )
+    orders = [
+        row[0] for row in _query(crm, "SELECT id FROM orders WHERE customer_id = ?", customer_id)
+    ]
+    lines_before = _query(crm, "SELECT * FROM order_lines")
+    total_orders = _query(crm, "SELECT count(*) FROM orders")
+
+    with _sqlite(crm) as conn:
+        conn.execute(
+            "UPDATE orders SET shipping_address = NULL, phone = NULL, email = 'redacted'"
+            " WHERE customer_id = ?",
+            (customer_id,),
+        )
+        conn.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
+
+    marks = ",".join("?" * len(orders))
+    assert _query(crm, f"SELECT customer_id FROM orders WHERE id IN ({marks})", *orders) == [
+        (None,)
+    ] * len(orders)
+    assert _query(crm, "SELECT count(*) FROM orders") == total_orders
+    assert _query(crm, "SELECT * FROM order_lines") == lines_before
+    assert _query(crm, "PRAGMA foreign_key_check") == []
+    refresh(demo_workspace, "insights")  # orders without a customer do not trip the platform
+
+
+def test_crm_foreign_keys_are_still_enforced(demo_workspace: Path) -> None:
+    crm = _db(demo_workspace, "crm")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"), _sqlite(crm) as conn:
+        conn.execute("INSERT INTO orders (customer_id, total_cents) VALUES (999999, 1)")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"), _sqlite(crm) as conn:
+        conn.execute("DELETE FROM orders WHERE id = 1")  # it has order lines
+    # The demo's own connections enforce them too.
+    with pytest.raises(DsrError, match="FOREIGN KEY"), _connect(crm) as conn:
+        conn.exec_driver_sql("DELETE FROM orders WHERE id = 1")
+    with (
+        pytest.raises(DsrError, match="FOREIGN KEY"),
+        _connect(_db(demo_workspace, "shop")) as conn,
+    ):
+        conn.exec_driver_sql(
+            "DELETE FROM customers WHERE id = (SELECT customer_id FROM carts LIMIT 1)"
+        )
 
 
 def test_initial_build_equals_a_refresh(demo_workspace: Path) -> None:
@@ -226,9 +298,9 @@ def test_reset_removes_old_state_and_only_that(demo_workspace: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in state.iterdir()) == [".gitkeep", "demo", "notes.txt"]
-    assert sorted(p.name for p in (state / "demo").iterdir()) == [
-        f"{n}.db" for n in sorted(DATABASES)
-    ]
+    assert sorted(p.name for p in (state / "demo").iterdir()) == sorted(
+        [*(f"{n}.db" for n in DATABASES), "seed"]
+    )
     assert _query(
         _db(demo_workspace, "crm"), "SELECT count(*) FROM customers WHERE city = 'changed'"
     ) == [(0,)]
@@ -264,3 +336,207 @@ def test_db_url_fixture_gives_a_working_empty_database(db_url: str) -> None:
             ]
     finally:
         engine.dispose()
+
+
+def test_reset_removes_demo_requests_and_only_those(demo_workspace: Path) -> None:
+    requests = demo_workspace / "policies" / "requests"
+    requests.mkdir()
+    kept = ("DSR-20261129-7KQ2.yaml", "DSR-DEMO.yaml", "DSR-DEMO-1.yml", "X-DSR-DEMO-1.yaml")
+    for name in ("DSR-DEMO-20261129-A.yaml", "DSR-DEMO-B.yaml", *kept):
+        (requests / name).write_text("id: x\n")
+    (requests / "DSR-DEMO-dir.yaml").mkdir()  # not a request file: left alone
+    (demo_workspace / "policies" / "DSR-DEMO-1.yaml").write_text("elsewhere\n")
+
+    result = _run_demo("reset", cwd=demo_workspace)
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in requests.iterdir()) == sorted([*kept, "DSR-DEMO-dir.yaml"])
+    assert (demo_workspace / "policies" / "DSR-DEMO-1.yaml").exists()
+    lines = result.stdout.splitlines()
+    assert lines[0] == "removed 2 demo requests (policies/requests/DSR-DEMO-*.yaml)"
+    assert [line.split()[0] for line in lines[1:]] == [f"state/demo/{n}.db" for n in DATABASES]
+
+    again = _run_demo("reset", cwd=demo_workspace)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0].startswith("state/demo/crm.db")
+
+
+# -- pick-subject ----------------------------------------------------------------------------
+
+
+def test_pick_subject_crm_only_meets_its_conditions(demo_workspace: Path) -> None:
+    email = _pick(demo_workspace, "crm-only")
+    crm, shop, insights = (_db(demo_workspace, n) for n in ("crm", "shop", "insights"))
+    [(customer_id,)] = _query(crm, "SELECT id FROM customers WHERE email = ?", email)
+    assert _query(shop, "SELECT count(*) FROM customers WHERE lower(email) = ?", email.lower()) == [
+        (0,)
+    ]
+    with_lines = (
+        "SELECT count(*) FROM orders o WHERE o.customer_id = ?"
+        " AND EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id)"
+    )
+    [(orders,)] = _query(crm, with_lines, customer_id)
+    assert orders >= 2
+    [(logged,)] = _query(insights, "SELECT count(*) FROM system_logs WHERE actor = ?", email)
+    assert logged >= 1  # there is such a customer for the default seed
+    # The lowest id that fits.
+    with _sqlite(crm) as conn:
+        conn.execute("ATTACH DATABASE ? AS shop", (str(shop),))
+        conn.execute("ATTACH DATABASE ? AS insights", (str(insights),))
+        [(lowest,)] = conn.execute(
+            "SELECT min(c.id) FROM customers c"
+            " WHERE NOT EXISTS"
+            " (SELECT 1 FROM shop.customers s WHERE lower(s.email) = lower(c.email))"
+            " AND EXISTS (SELECT 1 FROM insights.system_logs g WHERE g.actor = c.email)"
+            f" AND ({with_lines.replace('?', 'c.id')}) >= 2"
+        ).fetchall()
+    assert customer_id == lowest
+
+
+def test_pick_subject_both_meets_its_conditions(demo_workspace: Path) -> None:
+    email = _pick(demo_workspace, "both")
+    crm, shop, insights = (_db(demo_workspace, n) for n in ("crm", "shop", "insights"))
+    [(customer_id,)] = _query(crm, "SELECT id FROM customers WHERE email = ?", email)
+    assert _query(shop, "SELECT count(*) FROM customers WHERE email = ?", email) == [(1,)]
+    [(orders,)] = _query(crm, "SELECT count(*) FROM orders WHERE customer_id = ?", customer_id)
+    assert orders >= 1
+    [(consents,)] = _query(insights, "SELECT count(*) FROM consent WHERE email = ?", email)
+    assert consents >= 1
+    with _sqlite(crm) as conn:
+        conn.execute("ATTACH DATABASE ? AS shop", (str(shop),))
+        [(lowest,)] = conn.execute(
+            "SELECT min(c.id) FROM customers c JOIN shop.customers s ON s.email = c.email"
+            " WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)"
+        ).fetchall()
+    assert customer_id == lowest
+
+
+@pytest.mark.parametrize("where", ["crm-only", "both"])
+def test_pick_subject_is_deterministic_for_the_seed(
+    demo_workspace: Path, tmp_path: Path, where: str
+) -> None:
+    email = _pick(demo_workspace, where)
+    assert _pick(demo_workspace, where) == email
+    other = tmp_path / "other"
+    (other / "policies").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "dsr.yaml", other / "dsr.yaml")
+    build_demo(other)
+    assert _pick(other, where) == email
+    build_demo(other, seed=7)
+    assert _pick(other, where) != email
+
+
+def test_pick_subject_gives_the_same_customer_after_they_were_erased(
+    demo_workspace: Path,
+) -> None:
+    both, crm_only = _pick(demo_workspace, "both"), _pick(demo_workspace, "crm-only")
+    with _sqlite(_db(demo_workspace, "crm")) as conn:
+        conn.execute("DELETE FROM customers WHERE email IN (?, ?)", (both, crm_only))
+    with _sqlite(_db(demo_workspace, "shop")) as conn:
+        conn.execute("DELETE FROM carts")
+        conn.execute("DELETE FROM customers WHERE email = ?", (both,))
+    refresh(demo_workspace, "insights")
+    assert (_pick(demo_workspace, "both"), _pick(demo_workspace, "crm-only")) == (both, crm_only)
+    assert both != crm_only
+
+
+def test_pick_subject_needs_a_built_demo(tmp_path: Path) -> None:
+    shutil.copy(REPO_ROOT / "dsr.yaml", tmp_path / "dsr.yaml")
+    result = _run_demo("pick-subject", "--in", "both", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "run `python -m reconciler.demo reset` first" in result.stderr
+    assert result.stdout == ""
+
+
+# -- owner-delete and reinsert ---------------------------------------------------------------
+
+
+def test_owner_delete_removes_the_shop_customer_and_their_carts(demo_workspace: Path) -> None:
+    shop = _db(demo_workspace, "shop")
+    email = _pick(demo_workspace, "both")
+    [(shop_id,)] = _query(shop, "SELECT id FROM customers WHERE email = ?", email)
+    [(carts,)] = _query(shop, "SELECT count(*) FROM carts WHERE customer_id = ?", shop_id)
+    others = _query(shop, "SELECT * FROM carts WHERE customer_id != ?", shop_id)
+    crm_before = _dump(_db(demo_workspace, "crm"))
+
+    # As dsr normalises it: surrounding space and case do not matter.
+    result = _run_demo("owner-delete", "shop", cwd=demo_workspace, stdin=f"  {email.upper()}\n")
+
+    assert result.returncode == 0, result.stderr
+    noun = "cart" if carts == 1 else "carts"
+    assert result.stdout == f"shop: deleted 1 customer, {carts} {noun}\n"
+    assert result.stderr == ""
+    _assert_not_shown(email, result)
+    assert _query(shop, "SELECT count(*) FROM customers WHERE email = ?", email) == [(0,)]
+    assert _query(shop, "SELECT count(*) FROM customers") == [(1999,)]
+    assert _query(shop, "SELECT * FROM carts") == others
+    assert _query(shop, "PRAGMA foreign_key_check") == []
+    assert _dump(_db(demo_workspace, "crm")) == crm_before  # a source of its own: untouched
+
+    again = _run_demo("owner-delete", "shop", cwd=demo_workspace, stdin=email)
+    assert again.returncode == 1
+    assert "no customer has that e-mail address" in again.stderr
+    _assert_not_shown(email, again)
+
+
+@pytest.mark.parametrize("stdin", ["", "\n", "not-an-address\n", "a@example.com b@example.com\n"])
+def test_owner_delete_and_reinsert_need_one_address_on_stdin(
+    demo_workspace: Path, stdin: str
+) -> None:
+    before = {name: _dump(_db(demo_workspace, name)) for name in ("crm", "shop")}
+    for args in (("owner-delete", "shop"), ("reinsert", "crm")):
+        result = _run_demo(*args, cwd=demo_workspace, stdin=stdin)
+        assert result.returncode == 1, args
+        assert "expected one e-mail address on stdin" in result.stderr
+        assert result.stdout == ""
+    assert {name: _dump(_db(demo_workspace, name)) for name in ("crm", "shop")} == before
+
+
+def test_owner_delete_and_reinsert_take_only_their_own_system(demo_workspace: Path) -> None:
+    email = _pick(demo_workspace, "both")
+    for args in (("owner-delete", "crm"), ("reinsert", "shop")):
+        result = _run_demo(*args, cwd=demo_workspace, stdin=email)
+        assert result.returncode == 2, args  # a usage error
+        _assert_not_shown(email, result)
+
+
+def test_reinsert_brings_an_erased_customer_back_into_the_crm(demo_workspace: Path) -> None:
+    crm, insights = _db(demo_workspace, "crm"), _db(demo_workspace, "insights")
+    email = _pick(demo_workspace, "crm-only")
+    with _sqlite(crm) as conn:  # dsr's erasure, roughly: the customer goes, orders stay
+        conn.execute("DELETE FROM customers WHERE email = ?", (email,))
+    refresh(demo_workspace, "insights")
+    assert _query(insights, "SELECT count(*) FROM profiles WHERE email = ?", email) == [(0,)]
+
+    result = _run_demo("reinsert", "crm", cwd=demo_workspace, stdin=f"{email}\n")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "crm: re-inserted 1 customer\n"
+    assert result.stderr == ""
+    _assert_not_shown(email, result)
+    [(new_id,)] = _query(crm, "SELECT id FROM customers WHERE email = ?", email)
+    assert new_id > 3000
+    assert _query(crm, "SELECT count(*) FROM customers") == [(3000,)]
+    assert _query(crm, "PRAGMA foreign_key_check") == []
+    refresh(demo_workspace, "insights")
+    assert _query(insights, "SELECT sources FROM profiles WHERE email = ?", email) == [("crm",)]
+
+    again = _run_demo("reinsert", "crm", cwd=demo_workspace, stdin=email.upper())
+    assert again.returncode == 1
+    assert "already there" in again.stderr
+    _assert_not_shown(email, again)
+    assert _query(crm, "SELECT count(*) FROM customers") == [(3000,)]
+
+
+def test_picked_subjects_pipe_through_without_reaching_a_terminal(demo_workspace: Path) -> None:
+    """`pick-subject | owner-delete`, as `make demo` runs it: the address stays in the pipe."""
+    command = (
+        f"{sys.executable} -m reconciler.demo pick-subject --in both"
+        f" | {sys.executable} -m reconciler.demo owner-delete shop"
+    )
+    result = subprocess.run(
+        ["sh", "-c", command], cwd=demo_workspace, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("shop: deleted 1 customer, ")
+    _assert_not_shown(_pick(demo_workspace, "both"), result)

@@ -16,6 +16,7 @@ from reconciler.identity import IdentityKey
 from reconciler.model import (
     Access,
     Desired,
+    Observed,
     PermissionsMap,
     Settings,
     System,
@@ -81,9 +82,18 @@ def test_failure_skips_dependents_but_not_independent_changes(
     store = open_store(f"sqlite:///{tmp_path}/dsr.db")
     conn = SqlConnector("insights", f"sqlite:///{platform}")
     try:
-        result = executor.apply(
-            plan, desired_for(platform), {"insights": conn}, store, KEY, clock=lambda: NOW
+        desired = desired_for(platform)
+        ctx = executor.Context(
+            desired=desired,
+            observed=Observed({}),
+            connectors={"insights": conn},
+            store=store,
+            key=KEY,
+            workspace=tmp_path,
+            reobserve=lambda: Observed({}),
+            clock=lambda: NOW,
         )
+        result = executor.apply(plan, ctx)
         statuses = [(o.change.id, o.status) for o in result.outcomes]
         assert statuses == [("a", "failed"), ("b", "skipped"), ("c", "succeeded")]
         assert "ben is suspended" in (result.outcomes[0].message or "")

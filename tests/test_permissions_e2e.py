@@ -127,7 +127,7 @@ def test_plan_json_validates_against_schema_and_round_trips(demo_workspace: Path
     from reconciler import planfile
 
     result = dsr(demo_workspace, "plan", "--format", "json")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     jsonschema.Draft202012Validator(load_schema("plan")).validate(data)
     assert data["format_version"] == 1
     assert {c["action"] for c in data["changes"]} == {"grant_role", "revoke_role", "remove_user"}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from reconciler.identity import IdentityKey, resolve_key
 from reconciler.loader import find_workspace
 from reconciler.runtime import Workspace
 
@@ -13,3 +14,15 @@ from reconciler.runtime import Workspace
 def workspace(ctx: click.Context) -> Workspace:
     root = ctx.find_root().obj
     return Workspace.load(find_workspace(Path(root) if root else Path.cwd()))
+
+
+def identity_key(ws: Workspace) -> IdentityKey:
+    """The identity key, with a warning when it is the demo's published development key."""
+    key = resolve_key(ws.desired.settings)
+    if key.development:
+        click.echo(
+            "warning: using the development identity key from dsr.yaml; set "
+            f"{(ws.desired.settings.identity_key or 'env:DSR_IDENTITY_KEY')[4:]} for real data",
+            err=True,
+        )
+    return key

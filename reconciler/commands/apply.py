@@ -14,15 +14,19 @@ from pathlib import Path
 import click
 
 from reconciler import executor, output, planfile, planner
-from reconciler.commands import workspace
+from reconciler.commands import identity_key, workspace
 from reconciler.errors import DsrError, StalePlan
-from reconciler.identity import resolve_key
 from reconciler.model import Observed
 from reconciler.plan import Plan
-from reconciler.runtime import observe_timed, utcnow
+from reconciler.runtime import observe_all, observe_timed, utcnow
 from reconciler.store import LockInfo
 
-_MARK = {executor.SUCCEEDED: "ok", executor.FAILED: "FAILED", executor.SKIPPED: "skipped"}
+_MARK = {
+    executor.SUCCEEDED: "ok",
+    executor.FAILED: "FAILED",
+    executor.SKIPPED: "skipped",
+    executor.WAITING: "waiting",
+}
 
 
 @click.command("apply")
@@ -56,7 +60,7 @@ def command(
     """Carry out the plan, idempotently, under the state lock."""
     ws = workspace(ctx)
     saved = planfile.read_plan(planfile_path) if planfile_path else None
-    key = resolve_key(ws.desired.settings)
+    key = identity_key(ws)
     holder = f"{getpass.getuser()}@{socket.gethostname()}: dsr apply"
 
     def waiting(info: LockInfo) -> None:
@@ -72,7 +76,7 @@ def command(
         for run_id in executor.recover_interrupted(store, clock=utcnow):
             click.echo(f"note: run {run_id} was interrupted; recorded in the audit log", err=True)
         with ws.connectors() as connectors:
-            observed, seconds = observe_timed(ws.desired, connectors, store)
+            observed, seconds = observe_timed(ws.desired, connectors, store, key)
             if saved is not None:
                 check_fresh(saved, ws.desired.digest, observed, planfile_path)
                 plan = saved
@@ -91,9 +95,17 @@ def command(
             )
             if not auto_approve:
                 confirm(len(plan.changes))
-            result = executor.apply(
-                plan, ws.desired, connectors, store, key, clock=utcnow, progress=report
+            context = executor.Context(
+                desired=ws.desired,
+                observed=observed,
+                connectors=connectors,
+                store=store,
+                key=key,
+                workspace=ws.root,
+                reobserve=lambda: observe_all(ws.desired, connectors, store, key),
+                clock=utcnow,
             )
+            result = executor.apply(plan, context, progress=report)
     done = sum(1 for o in result.outcomes if o.status == executor.SUCCEEDED)
     if result.ok:
         click.echo(

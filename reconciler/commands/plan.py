@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from reconciler import output, planfile, planner
-from reconciler.commands import workspace
+from reconciler.commands import identity_key, workspace
 from reconciler.runtime import observe_timed, utcnow
 
 
@@ -45,8 +45,9 @@ def command(
 ) -> None:
     """Show what apply would change, and why."""
     ws = workspace(ctx)
+    key = identity_key(ws)
     with ws.store() as store, ws.connectors() as connectors:
-        observed, seconds = observe_timed(ws.desired, connectors, store)
+        observed, seconds = observe_timed(ws.desired, connectors, store, key)
     result = planner.plan(ws.desired, observed, now=utcnow(), max_revocations=max_revocations)
     head = output.header(result, len(observed.systems), seconds)
     if fmt == "json":

@@ -5,9 +5,11 @@ The planner never sees a connector; commands open them, the observer and executo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from reconciler.connectors.schema import SchemaInfo
 from reconciler.model import PermissionsMap, System
 
 
@@ -21,6 +23,37 @@ class Connector(Protocol):
     def revoke_role(self, mapping: PermissionsMap, user: str, role: str) -> int: ...
 
     def remove_user(self, mapping: PermissionsMap, user: str) -> int: ...
+
+    # Erasure primitives. Table names are `name` or `schema.name`; every write is one
+    # transaction for the whole call.
+
+    def reflect(self, schemas: Iterable[str | None]) -> SchemaInfo: ...
+
+    def scan(
+        self, table: str, columns: Sequence[str], *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]: ...
+
+    def select_where_in(
+        self,
+        table: str,
+        columns: Sequence[str],
+        column: str,
+        values: Iterable[Any],
+        *,
+        batch: int = 500,
+    ) -> list[tuple[Any, ...]]: ...
+
+    def count_where_in(
+        self, table: str, column: str, values: Iterable[Any], *, batch: int = 500
+    ) -> int: ...
+
+    def delete_where_in(
+        self, table: str, column: str, values: Iterable[Any], *, batch: int = 500
+    ) -> int: ...
+
+    def update_by_key(self, table: str, key: str, rows: Iterable[Mapping[str, Any]]) -> int: ...
+
+    def run_sql(self, statements: Sequence[str]) -> None: ...
 
     def close(self) -> None: ...
 

@@ -4,20 +4,28 @@ Every identifier goes through SQLAlchemy's quoting and every value is a bound pa
 no SQL is built by string formatting. Errors leave as `ConnectorError`, marked transient
 when retrying may help (a connection refused, a lock timeout). This module must not decide
 what to change: it carries out what the executor asks, idempotently.
+
+Each primitive that writes runs in one transaction for the whole call, so a failure part way
+(a foreign key that forbids a delete, a UNIQUE clash) leaves the system as it was.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, Inspector, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.types import TypeEngine
 
+from reconciler.connectors.schema import ColumnInfo, ForeignKeyInfo, SchemaInfo
 from reconciler.errors import ConnectorError, DsrError
 from reconciler.model import PermissionsMap, System
 
@@ -88,22 +96,39 @@ class SqlConnector:
             self._engine.dispose()
             self._engine = None
 
-    def _run(self, what: str, fn: Callable[[], T]) -> T:
-        """Runs `fn`, retrying transient failures with backoff; wraps errors."""
+    def _run(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
+        """Runs `fn`, retrying transient failures with backoff; wraps errors.
+
+        `fn` must be safe to run again after a failure: one whole transaction, or a read."""
         for attempt in range(1, RETRIES + 1):
             try:
                 return fn()
             except OperationalError as exc:
                 if not is_transient(exc):
-                    raise ConnectorError(self.system, f"{what}: {_first_line(exc)}") from None
+                    raise self._error(what, exc) from None
                 if attempt == RETRIES:
-                    raise ConnectorError(
-                        self.system, f"{what}: {_first_line(exc)}", transient=True
-                    ) from None
+                    raise self._error(what, exc, transient=True) from None
                 time.sleep(0.25 * 2**attempt)
             except (DBAPIError, SQLAlchemyError) as exc:
-                raise ConnectorError(self.system, f"{what}: {_first_line(exc)}") from None
+                raise self._error(what, exc) from None
         raise AssertionError("unreachable")
+
+    def _once(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
+        """Runs `fn` once, wrapping errors: for steps that must not be repeated (the next
+        batch of a stream whose earlier batches the caller already has)."""
+        try:
+            return fn()
+        except OperationalError as exc:
+            raise self._error(what, exc, transient=is_transient(exc)) from None
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise self._error(what, exc) from None
+
+    def _error(
+        self, what: str | Callable[[], str], exc: BaseException, *, transient: bool = False
+    ) -> ConnectorError:
+        """`what` failed; a callable `what` is asked only now, so it can say how far it got."""
+        doing = what if isinstance(what, str) else what()
+        return ConnectorError(self.system, f"{doing}: {_first_line(exc)}", transient=transient)
 
     # --- permissions -------------------------------------------------------------------
 
@@ -144,6 +169,295 @@ class SqlConnector:
         with self.engine.begin() as conn:
             return int(conn.execute(stmt).rowcount or 0)
 
+    # --- erasure primitives ------------------------------------------------------------
+
+    def reflect(self, schemas: Iterable[str | None]) -> SchemaInfo:
+        """Every table of each schema (None: the connection's default schema), with its
+        columns and foreign keys. Tables are named as the data map writes them."""
+        wanted = list(dict.fromkeys(schemas))
+
+        def read() -> SchemaInfo:
+            with self.engine.connect() as conn:
+                return _reflect(sa.inspect(conn), wanted)
+
+        return self._run("reading the schema", read)
+
+    def scan(
+        self, table: str, columns: Sequence[str], *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row of `table` (those columns only), in lists of at most `batch` rows.
+
+        Memory stays bounded by `batch`: PostgreSQL and MariaDB stream through a server-side
+        cursor (psycopg's named cursor, PyMySQL's SSCursor); SQLite's cursor steps through
+        the table anyway. The connection stays open until the iterator is exhausted or
+        closed. Only opening the stream is retried: a failure part way raises (transient if
+        the connection failed), since the caller already holds the earlier batches. On
+        MariaDB, a consumer slower than the server's net_write_timeout between batches
+        loses the connection; and closing the iterator early reads the rest of the result
+        off the wire (PyMySQL drains an unbuffered result before it can close it)."""
+        _check_batch(batch)
+        t = table_ref(table, *dict.fromkeys(columns))
+        stmt = sa.select(*(t.c[c] for c in columns))
+        what = f"scanning {table}"
+
+        def open_stream() -> tuple[Connection, CursorResult[Any]]:
+            conn = self.engine.connect()
+            try:
+                options = {"stream_results": True, "yield_per": batch}
+                return conn, conn.execute(stmt, execution_options=options)
+            except BaseException:
+                conn.close()
+                raise
+
+        conn, result = self._run(what, open_stream)
+        # Both closed even if the caller stops early: the result first, so that PyMySQL
+        # finishes its unbuffered result before the connection rolls back.
+        with conn, result:
+            parts = result.partitions()
+            while True:
+                part = self._once(what, lambda: next(parts, None))
+                if part is None:
+                    return
+                yield [tuple(row) for row in part]
+
+    def select_where_in(
+        self,
+        table: str,
+        columns: Sequence[str],
+        column: str,
+        values: Iterable[Any],
+        *,
+        batch: int = 500,
+    ) -> list[tuple[Any, ...]]:
+        """The rows (those columns) whose `column` is one of `values`, asking `batch` values
+        at a time. Repeated values count once; no values, no query."""
+        _check_batch(batch)
+        chunks = _chunks(values, batch)
+        if not chunks:
+            return []
+        t = table_ref(table, *dict.fromkeys([*columns, column]))
+        stmt = sa.select(*(t.c[c] for c in columns)).where(t.c[column].in_(_IN))
+
+        def read() -> list[tuple[Any, ...]]:
+            with self.engine.connect() as conn:
+                return [tuple(row) for chunk in chunks for row in conn.execute(stmt, chunk)]
+
+        return self._run(f"reading {table}", read)
+
+    def count_where_in(
+        self, table: str, column: str, values: Iterable[Any], *, batch: int = 500
+    ) -> int:
+        """How many rows have `column` in `values` (repeated values count once)."""
+        _check_batch(batch)
+        chunks = _chunks(values, batch)
+        if not chunks:
+            return 0
+        t = table_ref(table, column)
+        stmt = sa.select(sa.func.count()).select_from(t).where(t.c[column].in_(_IN))
+
+        def count() -> int:
+            with self.engine.connect() as conn:
+                return sum(int(conn.execute(stmt, chunk).scalar_one()) for chunk in chunks)
+
+        return self._run(f"counting in {table}", count)
+
+    def delete_where_in(
+        self, table: str, column: str, values: Iterable[Any], *, batch: int = 500
+    ) -> int:
+        """Deletes the rows whose `column` is in `values`, in one transaction for all the
+        chunks: on any error nothing is deleted. Returns the number of rows deleted (those
+        the database removes through ON DELETE CASCADE are not counted)."""
+        _check_batch(batch)
+        chunks = _chunks(values, batch)
+        if not chunks:
+            return 0
+        t = table_ref(table, column)
+        stmt = sa.delete(t).where(t.c[column].in_(_IN))
+
+        def delete() -> int:
+            with self.engine.begin() as conn:
+                return sum(int(conn.execute(stmt, chunk).rowcount or 0) for chunk in chunks)
+
+        return self._run(f"deleting from {table}", delete)
+
+    def update_by_key(self, table: str, key: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Sets, in the row whose `key` column equals each mapping's `key` value, the other
+        columns of that mapping. One transaction, one executemany. Every mapping must hold
+        the same columns, the key among them. Returns the number of rows matched."""
+        given = [dict(r) for r in rows]
+        if not given:
+            return 0
+        columns = set(given[0])
+        if key not in columns:
+            raise ValueError(f"update of {table}: the rows do not carry the key column {key}")
+        if any(set(r) != columns for r in given):
+            raise ValueError(f"update of {table}: the rows do not all carry the same columns")
+        others = sorted(columns - {key})
+        if not others:
+            raise ValueError(f"update of {table}: no column to update besides {key}")
+        names = _bind_names([key, *others])
+        t = table_ref(table, key, *others)
+        stmt = (
+            sa.update(t)
+            .where(t.c[key] == sa.bindparam(names[key]))
+            .values({c: sa.bindparam(names[c]) for c in others})
+        )
+        params = [{names[c]: r[c] for c in names} for r in given]
+
+        def update() -> int:
+            with self.engine.begin() as conn:
+                return int(conn.execute(stmt, params).rowcount or 0)
+
+        return self._run(f"updating {table}", update)
+
+    def run_sql(self, statements: Sequence[str]) -> None:
+        """Runs a data map's refresh statements, in order, in one transaction.
+
+        They are the user's own SQL and go to the driver untouched: no bound parameters, so
+        a `%` or `:name` in them is literal. On SQLite the transaction is opened explicitly,
+        since the driver would otherwise run DDL outside one. MariaDB commits implicitly
+        around DDL (CREATE, DROP, TRUNCATE...): only DML there is undone on failure."""
+        given = list(statements)
+        if not given:
+            return
+        done = [0]  # statements run so far in the current attempt: names the failing one
+
+        def run() -> None:
+            done[0] = 0
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN")
+                raw = conn.execution_options(no_parameters=True)
+                for sql in given:
+                    raw.exec_driver_sql(sql)
+                    done[0] += 1
+
+        self._run(lambda: f"refresh statement {done[0] + 1} of {len(given)}", run)
+
+
+# One expanding bound parameter for the IN list: each chunk binds its values to it.
+_IN: sa.BindParameter[Any] = sa.bindparam("values", expanding=True)
+
+
+def _check_batch(batch: int) -> None:
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
+
+
+def _chunks(values: Iterable[Any], batch: int) -> list[dict[str, list[Any]]]:
+    """The distinct values, in order, as parameter sets of at most `batch` values."""
+    distinct = list(dict.fromkeys(values))
+    return [{"values": distinct[i : i + batch]} for i in range(0, len(distinct), batch)]
+
+
+def _bind_names(columns: Sequence[str]) -> dict[str, str]:
+    """Bound-parameter names for `columns`: `b_0`, `b_1`... (plain identifiers whatever the
+    column is called), with more underscores in front while one would equal a column name,
+    which SQLAlchemy reserves for the SET clause."""
+    prefix = "b_"
+    while any(f"{prefix}{i}" in columns for i in range(len(columns))):
+        prefix = "_" + prefix
+    return {c: f"{prefix}{i}" for i, c in enumerate(columns)}
+
+
+def _reflect(insp: Inspector, schemas: Sequence[str | None]) -> SchemaInfo:
+    default = insp.default_schema_name
+    tables: dict[str, dict[str, ColumnInfo]] = {}
+    raw_fks: list[tuple[str, dict[str, Any]]] = []
+    for schema in schemas:
+        # The get_multi_* forms ask once per schema where the dialect can (PostgreSQL),
+        # rather than once per table; elsewhere they loop over the tables themselves.
+        columns = insp.get_multi_columns(schema=schema)
+        pks = insp.get_multi_pk_constraint(schema=schema)
+        uniques = insp.get_multi_unique_constraints(schema=schema)
+        indexes = insp.get_multi_indexes(schema=schema)
+        fks = insp.get_multi_foreign_keys(schema=schema)
+        for key, cols in sorted(columns.items(), key=lambda kv: kv[0][1]):
+            name = _table_name(schema, key[1])
+            pk = list(pks[key]["constrained_columns"]) if key in pks else []
+            alone: set[str] = set(pk) if len(pk) == 1 else set()
+            for uc in uniques.get(key, []):
+                if len(uc["column_names"]) == 1:
+                    alone.add(uc["column_names"][0])
+            for ix in indexes.get(key, []):
+                partial = any(k.endswith("_where") for k in ix.get("dialect_options", {}))
+                names = ix["column_names"]
+                if ix["unique"] and not partial and len(names) == 1 and names[0] is not None:
+                    alone.add(names[0])
+            tables[name] = {
+                c["name"]: ColumnInfo(
+                    name=c["name"],
+                    nullable=bool(c["nullable"]),
+                    unique=c["name"] in alone,
+                    primary_key=c["name"] in pk,
+                    type=column_type(c["type"]),
+                    length=c["type"].length if isinstance(c["type"], sa.String) else None,
+                )
+                for c in cols
+            }
+            raw_fks.extend((name, dict(fk)) for fk in fks.get(key, []))
+
+    def referred(schema: str | None, table: str) -> str:
+        # The same table may be reachable as bare `t` and as `default.t`: use the form the
+        # tables were asked for in, so that a foreign key names a key of `tables`.
+        if schema is None or schema == default:
+            for candidate in (_table_name(schema, table), _table_name(default, table), table):
+                if candidate in tables:
+                    return candidate
+        return _table_name(schema, table)
+
+    foreign_keys = tuple(
+        ForeignKeyInfo(
+            table=name,
+            columns=tuple(fk["constrained_columns"]),
+            referred_table=referred(fk.get("referred_schema"), fk["referred_table"]),
+            referred_columns=tuple(fk["referred_columns"]),
+            ondelete=normalise_ondelete((fk.get("options") or {}).get("ondelete")),
+        )
+        for name, fk in raw_fks
+    )
+    return SchemaInfo(tables=tables, foreign_keys=foreign_keys)
+
+
+def _table_name(schema: str | None, table: str) -> str:
+    return f"{schema}.{table}" if schema else table
+
+
+_PYTHON_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "boolean"),  # before int: bool is an int
+    (int, "integer"),
+    ((decimal.Decimal, float), "numeric"),
+    (datetime.datetime, "datetime"),  # before date: a datetime is a date
+    (datetime.date, "date"),
+    (str, "string"),
+    ((bytes, bytearray, memoryview), "binary"),
+)
+
+
+def column_type(type_: TypeEngine[Any]) -> str:
+    """The kind of a reflected column's type, from the Python type its values load as.
+    (MariaDB's BOOLEAN is TINYINT(1) and loads as int: it reads as "integer".)"""
+    try:
+        python = type_.python_type
+    except NotImplementedError:  # NullType, and types with no single Python type
+        return "other"
+    for cls, kind in _PYTHON_TYPES:
+        if issubclass(python, cls):
+            return kind
+    return "other"
+
+
+def normalise_ondelete(value: str | None) -> str | None:
+    """One of CASCADE, SET NULL, SET DEFAULT, RESTRICT; None for NO ACTION or no clause.
+    (PostgreSQL 15 may add a column list: `SET NULL (col)`.)"""
+    if not value:
+        return None
+    text = " ".join(value.upper().split())
+    for known in ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT"):
+        if text.startswith(known):
+            return known
+    return None
+
 
 _TRANSIENT_HINTS = (
     "could not connect",
@@ -170,8 +484,19 @@ def is_transient(exc: OperationalError) -> bool:
     return any(hint in text for hint in _TRANSIENT_HINTS)
 
 
+# MariaDB, unlike PostgreSQL and SQLite, puts the offending value in the first line of some
+# messages ("Duplicate entry 'ana@x.example' for key 'email'"): that value may be personal.
+_VALUES_IN_MESSAGES = (
+    (re.compile(r"Duplicate entry '.*' for key"), "Duplicate entry (value withheld) for key"),
+    (re.compile(r"value: '.*?' for column"), "value (withheld) for column"),
+)
+
+
 def _first_line(exc: BaseException) -> str:
     """The database's own message without SQL text or parameters (they may hold values)."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    for pattern, replacement in _VALUES_IN_MESSAGES:
+        line = pattern.sub(replacement, line)
+    return line

@@ -1,4 +1,5 @@
-"""The state store: the one-writer lock, runs and their journal, the audit log, observations.
+"""The state store: the one-writer lock, runs and their journal, the audit log, observations,
+tombstones of completed erasures, request states and the refresh history of each system.
 
 Callers get a `StateStore` from `open_store(url)` and pass it along as an argument; nothing
 here is a module-level singleton. This package must not print, exit or know about click; its
@@ -9,26 +10,40 @@ from __future__ import annotations
 
 from reconciler.store.base import (
     GENESIS_HASH,
+    IDENTITY_HASH_PATTERN,
     JOURNAL_STATUSES,
+    REFRESH_STATUSES,
+    REQUEST_STATES,
+    SUBJECT_KINDS,
     AuditEvent,
     AuditRecord,
     JournalEntry,
     LockInfo,
     Observation,
+    RefreshRecord,
+    RequestState,
     RunInfo,
     StateStore,
+    Tombstone,
 )
 
 __all__ = [
     "GENESIS_HASH",
+    "IDENTITY_HASH_PATTERN",
     "JOURNAL_STATUSES",
+    "REFRESH_STATUSES",
+    "REQUEST_STATES",
+    "SUBJECT_KINDS",
     "AuditEvent",
     "AuditRecord",
     "JournalEntry",
     "LockInfo",
     "Observation",
+    "RefreshRecord",
+    "RequestState",
     "RunInfo",
     "StateStore",
+    "Tombstone",
     "open_store",
 ]
 

@@ -1,9 +1,10 @@
 """The state store's contract: the `StateStore` protocol and the values it takes and returns.
 
 The reconciler's runtime state (the one-writer lock, runs and their journal, the hash-chained
-audit log, the last observation of each system) lives behind this protocol so that callers
-never see SQL, engines or dialects. This module must not do I/O, import SQLAlchemy or read the
-clock; implementations live next to it (`sql.py`).
+audit log, the last observation of each system, the tombstones of completed erasures, the state
+of each request and the refresh history of each system) lives behind this protocol so that
+callers never see SQL, engines or dialects. This module must not do I/O, import SQLAlchemy or
+read the clock; implementations live next to it (`sql.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,30 @@ JOURNAL_STATUSES = frozenset({"started", "succeeded", "failed", "skipped"})
 
 # prev_hash of the first audit record.
 GENESIS_HASH = "0" * 64
+
+# The closed set of states a request can be in, as `set_request_state` accepts them.
+REQUEST_STATES = frozenset(
+    {
+        "pending",
+        "waiting",
+        "blocked",
+        "held",
+        "completed",
+        "cancelled",
+        "awaiting_approval",
+        "ready",
+        "expired",
+    }
+)
+
+# How a refresh of a system ended.
+REFRESH_STATUSES = frozenset({"succeeded", "failed"})
+
+# Who a tombstone is about: a customer, or a user of the platform.
+SUBJECT_KINDS = frozenset({"customer", "user"})
+
+# The only form in which a tombstone may hold an identity: `hmac-sha256:<key id>:<hex>`.
+IDENTITY_HASH_PATTERN = r"hmac-sha256:[A-Za-z0-9_-]+:[0-9a-f]{64}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +152,46 @@ class Observation:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A completed erasure. It stays desired: every plan re-checks that the subject is still
+    absent, so a subject who comes back (a re-sync, a restored backup) is erased again.
+
+    `identities` are (type, `hmac-sha256:<key id>:<hex>`) pairs, never raw values; `systems`
+    None means all systems. `receipt_hash` is the hash of the audit record holding the receipt.
+    """
+
+    request_id: str
+    subject_kind: str
+    identities: tuple[tuple[str, str], ...]
+    systems: tuple[str, ...] | None
+    completed_at: datetime
+    receipt_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestState:
+    """Where a request stands (one of `REQUEST_STATES`), as last set at `at`.
+
+    `detail` holds counts and reasons only, never a value read from a system.
+    """
+
+    request_id: str
+    state: str
+    detail: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRecord:
+    """One refresh of a system: `succeeded`, or `failed` with its message."""
+
+    system: str
+    at: datetime
+    status: str
+    message: str | None = None
+
+
 class StateStore(Protocol):
     """Runtime state of the reconciler. All datetimes passed in must be timezone-aware."""
 
@@ -187,6 +252,43 @@ class StateStore(Protocol):
 
     def observations(self) -> dict[str, Observation]:
         """The last observation of each system, by system name."""
+        ...
+
+    # --- tombstones of completed erasures ---
+    def record_tombstone(self, tombstone: Tombstone) -> None:
+        """Insert or replace the tombstone of `tombstone.request_id` (a re-erasure updates it).
+
+        Raises ValueError for an unknown subject kind or an identity that is not a keyed hash.
+        """
+        ...
+
+    def tombstones(self) -> dict[str, Tombstone]:
+        """Every tombstone, by request id."""
+        ...
+
+    # --- request states ---
+    def set_request_state(
+        self, request_id: str, state: str, *, now: datetime, detail: str | None = None
+    ) -> None:
+        """Insert or replace the state of a request; ValueError if not one of REQUEST_STATES."""
+        ...
+
+    def request_states(self) -> dict[str, RequestState]:
+        """The current state of every request, by request id."""
+        ...
+
+    # --- refreshes ---
+    def record_refresh(
+        self, system: str, *, now: datetime, status: str, message: str | None = None
+    ) -> None:
+        """Append one refresh to the system's history (kept, never replaced).
+
+        Raises ValueError if `status` is not one of REFRESH_STATUSES.
+        """
+        ...
+
+    def last_refreshes(self) -> dict[str, RefreshRecord]:
+        """The latest refresh of each system (latest `at`; the later record on a tie)."""
         ...
 
     def close(self) -> None: ...

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -33,16 +34,26 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from reconciler.errors import DsrError, LockTimeout
 from reconciler.store.base import (
     GENESIS_HASH,
+    IDENTITY_HASH_PATTERN,
     JOURNAL_STATUSES,
+    REFRESH_STATUSES,
+    REQUEST_STATES,
+    SUBJECT_KINDS,
     AuditEvent,
     AuditRecord,
     JournalEntry,
     LockInfo,
     Observation,
+    RefreshRecord,
+    RequestState,
     RunInfo,
+    Tombstone,
 )
 
-SCHEMA_VERSION = 1
+# 1: lock, runs, journal, audit, observations. 2: + tombstones, request_states, refreshes.
+# Opening an older store creates the missing tables and moves it to this version; a newer
+# store is refused, because this dsr would not know what its tables mean.
+SCHEMA_VERSION = 2
 LOCK_NAME = "state"  # one lock for the whole store: one writer at a time
 LOCK_POLL_SECONDS = 0.2
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -126,7 +137,40 @@ observations_table = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
 )
 
+tombstones_table = sa.Table(
+    "tombstones",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("subject_kind", sa.String(32), nullable=False),
+    sa.Column("identities", sa.Text, nullable=False),  # JSON [[type, hash], ...]
+    sa.Column("systems", sa.Text, nullable=True),  # JSON [name, ...]; NULL: all systems
+    sa.Column("completed_at", sa.String(32), nullable=False),
+    sa.Column("receipt_hash", sa.String(255), nullable=False),
+)
+
+request_states_table = sa.Table(
+    "request_states",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("at", sa.String(32), nullable=False),
+)
+
+# History: one row per refresh, never updated.
+refreshes_table = sa.Table(
+    "refreshes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("system", sa.String(255), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Index("ix_refreshes_system_at", "system", "at"),
+)
+
 HEAD_ID = 1
+_IDENTITY_HASH = re.compile(IDENTITY_HASH_PATTERN)
 # Set on a Connection to choose how the SQLite begin hook starts its transaction.
 _BEGIN_OPTION = "dsr_sqlite_begin"
 
@@ -243,10 +287,17 @@ class SqlStateStore:
             conn.execute(
                 sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
             )
-        elif version != str(SCHEMA_VERSION):
+        elif not version.isdigit() or int(version) > SCHEMA_VERSION:
             raise DsrError(
                 f"the state store has schema version {version}; "
                 f"this dsr understands version {SCHEMA_VERSION}"
+            )
+        elif int(version) < SCHEMA_VERSION:
+            # Every change so far only added tables, which create_all (same transaction) made.
+            conn.execute(
+                sa.update(meta_table)
+                .where(meta_table.c.key == "schema_version")
+                .values(value=str(SCHEMA_VERSION))
             )
         head = conn.execute(
             sa.select(audit_head_table.c.seq).where(audit_head_table.c.id == HEAD_ID)
@@ -581,19 +632,23 @@ class SqlStateStore:
         self, system: str, *, now: datetime, digest: str, error: str | None
     ) -> None:
         values = {"at": format_time(now), "digest": digest, "error": error}
+        self._upsert(observations_table, observations_table.c.system, system, values)
+
+    def _upsert(
+        self, table: sa.Table, key_column: sa.Column[Any], key: str, values: dict[str, Any]
+    ) -> None:
+        """Update the row whose `key_column` is `key`, or insert it; one transaction."""
         for attempt in range(2):
             try:
                 with self._write() as conn:
                     updated = conn.execute(
-                        sa.update(observations_table)
-                        .where(observations_table.c.system == system)
-                        .values(**values)
+                        sa.update(table).where(key_column == key).values(**values)
                     )
                     if updated.rowcount == 0:
-                        conn.execute(sa.insert(observations_table).values(system=system, **values))
+                        conn.execute(sa.insert(table).values({key_column.name: key, **values}))
                 return
             except IntegrityError:
-                # Another process inserted this system's first row concurrently; update it.
+                # Another process inserted this key's first row concurrently; update it.
                 if attempt == 1:
                     raise
 
@@ -605,6 +660,110 @@ class SqlStateStore:
         return {
             row.system: Observation(
                 system=row.system, at=parse_time(row.at), digest=row.digest, error=row.error
+            )
+            for row in rows
+        }
+
+    # --- tombstones ----------------------------------------------------------------------
+
+    def record_tombstone(self, tombstone: Tombstone) -> None:
+        if tombstone.subject_kind not in SUBJECT_KINDS:
+            raise ValueError(
+                f"tombstone {tombstone.request_id}: subject kind {tombstone.subject_kind!r} "
+                f"is not one of {sorted(SUBJECT_KINDS)}"
+            )
+        for n, (kind, digest) in enumerate(tombstone.identities, start=1):
+            # The value is never echoed: if it is not a hash it may be the raw identifier.
+            if not _IDENTITY_HASH.fullmatch(digest):
+                raise ValueError(
+                    f"tombstone {tombstone.request_id}: identity {n} ({kind}) is not an "
+                    "hmac-sha256:<key id>:<hex> hash"
+                )
+        values = {
+            "subject_kind": tombstone.subject_kind,
+            "identities": canonical_json([list(pair) for pair in tombstone.identities]),
+            "systems": None if tombstone.systems is None else canonical_json(tombstone.systems),
+            "completed_at": format_time(tombstone.completed_at),
+            "receipt_hash": tombstone.receipt_hash,
+        }
+        self._upsert(tombstones_table, tombstones_table.c.request_id, tombstone.request_id, values)
+
+    def tombstones(self) -> dict[str, Tombstone]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(tombstones_table).order_by(tombstones_table.c.request_id)
+            ).all()
+        return {
+            row.request_id: Tombstone(
+                request_id=row.request_id,
+                subject_kind=row.subject_kind,
+                identities=tuple((str(k), str(h)) for k, h in json.loads(row.identities)),
+                systems=None if row.systems is None else tuple(json.loads(row.systems)),
+                completed_at=parse_time(row.completed_at),
+                receipt_hash=row.receipt_hash,
+            )
+            for row in rows
+        }
+
+    # --- request states ------------------------------------------------------------------
+
+    def set_request_state(
+        self, request_id: str, state: str, *, now: datetime, detail: str | None = None
+    ) -> None:
+        if state not in REQUEST_STATES:
+            raise ValueError(f"request state {state!r} is not one of {sorted(REQUEST_STATES)}")
+        values = {"state": state, "detail": detail, "at": format_time(now)}
+        self._upsert(request_states_table, request_states_table.c.request_id, request_id, values)
+
+    def request_states(self) -> dict[str, RequestState]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(request_states_table).order_by(request_states_table.c.request_id)
+            ).all()
+        return {
+            row.request_id: RequestState(
+                request_id=row.request_id,
+                state=row.state,
+                detail=row.detail,
+                at=parse_time(row.at),
+            )
+            for row in rows
+        }
+
+    # --- refreshes -----------------------------------------------------------------------
+
+    def record_refresh(
+        self, system: str, *, now: datetime, status: str, message: str | None = None
+    ) -> None:
+        if status not in REFRESH_STATUSES:
+            raise ValueError(f"refresh status {status!r} is not one of {sorted(REFRESH_STATUSES)}")
+        at = format_time(now)
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(refreshes_table).values(
+                    system=system, at=at, status=status, message=message
+                )
+            )
+
+    def last_refreshes(self) -> dict[str, RefreshRecord]:
+        # The latest per system in one pass: `at` first (runners may record out of order),
+        # then the later insert when two share a timestamp.
+        ranked = sa.select(
+            refreshes_table,
+            sa.func.row_number()
+            .over(
+                partition_by=refreshes_table.c.system,
+                order_by=(refreshes_table.c.at.desc(), refreshes_table.c.id.desc()),
+            )
+            .label("rank"),
+        ).subquery()
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.system)
+            ).all()
+        return {
+            row.system: RefreshRecord(
+                system=row.system, at=parse_time(row.at), status=row.status, message=row.message
             )
             for row in rows
         }

@@ -1,0 +1,511 @@
+"""Planning erasures: a pure function from the desired requests and the observed matches
+to the ordered graph of actions that erases each subject and proves it.
+
+Order, per request: delete or mask at writable sources (children before parents, each
+table one action), or wait for the owner of a source dsr may not write; refresh each
+platform that ingests a changed source (once per run, however many requests touched it),
+then each downstream system; verify the subject is absent from every mapped table; purge
+system-generated logs; record completion. A completed erasure stays desired: a subject that
+comes back is erased again and marked re-ingested. No I/O here (see planner.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from reconciler.actions import Action
+from reconciler.connectors.schema import SchemaInfo
+from reconciler.constraints import check_masks
+from reconciler.deadlines import days_left
+from reconciler.model import (
+    Desired,
+    ErasureStrategy,
+    Match,
+    Observed,
+    Request,
+    RequestType,
+    SubjectKind,
+    System,
+    SystemRole,
+    TableKind,
+)
+from reconciler.plan import Change, RequestView, Retained
+
+SYSTEMS_FILE = "policies/systems.yaml"
+
+
+@dataclass(slots=True)
+class ErasurePlan:
+    changes: list[Change] = field(default_factory=list)
+    views: list[RequestView] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Req:
+    """One request while it is being planned."""
+
+    id: str
+    request: Request | None
+    systems: list[str]
+    completed_on: date | None
+    erase: list[Change] = field(default_factory=list)
+    awaits: list[Change] = field(default_factory=list)
+    retained: list[Retained] = field(default_factory=list)
+    blocked: str | None = None
+
+
+def plan_erasures(desired: Desired, observed: Observed, today: date) -> ErasurePlan:
+    out = ErasurePlan()
+    for system, obs in sorted(observed.systems.items()):
+        if obs.schema is not None and system in desired.systems:
+            out.errors += [str(d) for d in check_masks(desired.systems[system], obs.schema)]
+    for name, status in sorted(observed.refreshes.items()):
+        if status.status == "failed":
+            out.warnings.append(
+                f"the last refresh of {name} failed at {status.at:%Y-%m-%d %H:%M} UTC: "
+                f"{status.message}; dsr retries it when it is needed"
+            )
+
+    active: list[_Req] = []
+    for rid in sorted(_request_ids(desired, observed)):
+        req = desired.requests.get(rid)
+        done = observed.completed.get(rid)
+        view = _closed_view(rid, req, done is not None, today)
+        if view is not None:
+            out.views.append(view)
+            continue
+        if req is None:
+            assert done is not None
+            out.warnings.append(
+                f"{rid}: the request file is gone, but the erasure completed on "
+                f"{done.completed_at:%Y-%m-%d} stays in force (its tombstone is in the state store)"
+            )
+        wanted = req.systems if req else done.systems if done else None
+        scope = sorted(n for n in desired.systems if not wanted or n in wanted)
+        r = _Req(rid, req, scope, done.completed_at.date() if done else None)
+        unreadable = [
+            f"{n}: {observed.systems[n].error}"
+            for n in scope
+            if n in observed.systems and observed.systems[n].error
+        ]
+        if unreadable:
+            r.blocked = "cannot read " + "; ".join(unreadable)
+        else:
+            _plan_sources(desired, observed, r, out)
+        active.append(r)
+
+    refreshes = _plan_refreshes(desired, observed, active, out)
+    for r in active:
+        _plan_rest(desired, observed, r, refreshes, today, out)
+    return out
+
+
+def _request_ids(desired: Desired, observed: Observed) -> set[str]:
+    ids = {r.id for r in desired.requests.values() if r.type is RequestType.ERASURE}
+    return ids | set(observed.completed)
+
+
+def _view(
+    rid: str,
+    req: Request | None,
+    today: date,
+    state: str,
+    note: str | None = None,
+    *,
+    reingested: bool = False,
+    retained: Iterable[Retained] = (),
+) -> RequestView:
+    return RequestView(
+        id=rid,
+        type=RequestType.ERASURE.value,
+        subject_kind=req.subject_kind.value if req else SubjectKind.CUSTOMER.value,
+        state=state,
+        due=req.due.isoformat() if req else None,
+        days_left=days_left(req.due, today) if req else None,
+        note=note,
+        reingested=reingested,
+        retained=tuple(retained),
+    )
+
+
+def _closed_view(rid: str, req: Request | None, completed: bool, today: date) -> RequestView | None:
+    """A view for a request that gets no actions (cancelled, held, a user erasure), else None."""
+    if req is None:
+        return None
+    if req.legal_hold:
+        return _view(rid, req, today, "held", f"legal hold: {req.legal_hold}")
+    if req.cancelled and not completed:
+        return _view(rid, req, today, "cancelled", f"cancelled: {req.cancelled}")
+    if req.subject_kind is SubjectKind.USER:
+        return _view(rid, req, today, "blocked", "erasure of platform users is not supported yet")
+    return None
+
+
+def _match(observed: Observed, system: str, rid: str, table: str) -> Match | None:
+    obs = observed.systems.get(system)
+    return obs.matches.get((rid, table)) if obs else None
+
+
+def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: ErasurePlan) -> None:
+    for name in r.systems:
+        system = desired.systems[name]
+        if system.role is not SystemRole.SOURCE:
+            continue
+        schema = observed.systems[name].schema if name in observed.systems else None
+        waiting: list[tuple[str, int]] = []
+        for table in children_first(system, schema):
+            spec = system.tables[table]
+            m = _match(observed, name, r.id, table)
+            if spec.kind is not TableKind.DATA or spec.erasure is None or m is None or not m.keys:
+                continue
+            if spec.erasure is not ErasureStrategy.DELETE:
+                r.retained.append(
+                    Retained(
+                        name,
+                        table,
+                        len(m.keys),
+                        spec.reason or "",
+                        masked=spec.erasure is ErasureStrategy.MASK,
+                    )
+                )
+            if not m.pending:
+                continue
+            if not system.erase_at_source:
+                waiting.append((table, len(m.pending)))
+                continue
+            action = (
+                Action.DELETE_ROWS if spec.erasure is ErasureStrategy.DELETE else Action.MASK_ROWS
+            )
+            reason = _reingested(r) or (
+                "erased at the source"
+                if action is Action.DELETE_ROWS
+                else f"masked: {', '.join(sorted(spec.mask))}; retained: {spec.reason}"
+            )
+            change = Change(
+                id=f"{action.value}:{name}:{r.id}:{table}",
+                action=action,
+                system=name,
+                target=table,
+                reason=reason,
+                params={"table": table},
+                request=r.id,
+                rows=len(m.pending),
+                depends_on=tuple(c.id for c in r.erase if c.system == name),
+            )
+            if action is Action.DELETE_ROWS:
+                out.errors += _foreign_key_problems(system, schema, r.id, table, m, observed)
+            r.erase.append(change)
+        if waiting:
+            r.awaits.append(
+                Change(
+                    id=f"await_source:{name}:{r.id}",
+                    action=Action.AWAIT_SOURCE,
+                    system=name,
+                    target=", ".join(f"{t} {_rows(n)}" for t, n in waiting),
+                    reason=f"{name} is not writable by dsr: its owner must delete it",
+                    params={"tables": ",".join(t for t, _ in waiting)},
+                    request=r.id,
+                    rows=sum(n for _, n in waiting),
+                )
+            )
+
+
+def _plan_refreshes(
+    desired: Desired, observed: Observed, active: list[_Req], out: ErasurePlan
+) -> dict[str, Change]:
+    """One refresh per platform or downstream system that needs it, in ingestion order."""
+    erased_at: dict[str, list[str]] = defaultdict(list)
+    waiting: set[tuple[str, str]] = set()
+    for r in active:
+        for c in r.erase:
+            erased_at[c.system].append(c.id)
+        waiting |= {(r.id, c.system) for c in r.awaits}
+    refreshes: dict[str, Change] = {}
+    for name in ingestion_order(desired.systems):
+        system = desired.systems[name]
+        if system.role is SystemRole.SOURCE:
+            continue
+        changed = [u for u in system.ingests if erased_at.get(u) or u in refreshes]
+        upstream = upstream_of(desired.systems, name)
+        stale = [
+            r.id
+            for r in active
+            if not r.blocked
+            and name in r.systems
+            and _holds(desired.systems[name], observed, r.id)
+            and not any((r.id, u) in waiting for u in upstream)
+        ]
+        if not changed and not stale:
+            continue
+        if system.refresh is None:
+            out.warnings.append(
+                f"{name} must be refreshed but declares no refresh in {SYSTEMS_FILE}"
+            )
+            continue
+        reason = (
+            f"after {', '.join(changed)}"
+            if changed
+            else (
+                f"still holds {len(stale)} erased subject{'s' if len(stale) > 1 else ''} "
+                "whose sources are clean"
+            )
+        )
+        if system.role is SystemRole.DOWNSTREAM and changed:
+            reason += " (downstream)"
+        refreshes[name] = Change(
+            id=f"refresh:{name}",
+            action=Action.REFRESH,
+            system=name,
+            target="refresh",
+            reason=reason,
+            params={},
+            rows=0,
+            depends_on=tuple(
+                [i for u in changed for i in erased_at.get(u, [])]
+                + [refreshes[u].id for u in changed if u in refreshes]
+            ),
+        )
+    out.changes += [c for r in active for c in r.erase + r.awaits]
+    out.changes += refreshes.values()
+    return refreshes
+
+
+def _plan_rest(
+    desired: Desired,
+    observed: Observed,
+    r: _Req,
+    refreshes: Mapping[str, Change],
+    today: date,
+    out: ErasurePlan,
+) -> None:
+    def view(state: str, note: str | None = None) -> RequestView:
+        return _view(
+            r.id,
+            r.request,
+            today,
+            state,
+            note,
+            reingested=r.completed_on is not None and state != "completed",
+            retained=r.retained,
+        )
+
+    if r.blocked:
+        out.views.append(view("blocked", r.blocked))
+        return
+    logs = [
+        (name, table, m)
+        for name in r.systems
+        for table, spec in sorted(desired.systems[name].tables.items())
+        if spec.kind is TableKind.SYSTEM_LOG
+        and (m := _match(observed, name, r.id, table)) is not None
+        and m.pending
+    ]
+    holds = [n for n in r.systems if _holds(desired.systems[n], observed, r.id)]
+    if r.completed_on and not (r.erase or r.awaits or logs or holds):
+        out.views.append(view("completed", f"completed {r.completed_on}"))
+        return
+    needs_refresh = [
+        n
+        for n in holds
+        if desired.systems[n].role is not SystemRole.SOURCE and n not in refreshes and not r.awaits
+    ]
+    if needs_refresh and any(desired.systems[n].refresh is None for n in needs_refresh):
+        out.views.append(view("blocked", f"{', '.join(needs_refresh)} cannot be refreshed"))
+        return
+    before = [c.id for c in r.erase + r.awaits] + [
+        refreshes[n].id for n in r.systems if n in refreshes
+    ]
+    verifies = []
+    for name in r.systems:
+        tables = [
+            t
+            for t, spec in sorted(desired.systems[name].tables.items())
+            if spec.kind is TableKind.DATA
+            and spec.erasure in (ErasureStrategy.DELETE, ErasureStrategy.MASK)
+        ]
+        if not tables:
+            continue
+        verifies.append(
+            Change(
+                id=f"verify:{name}:{r.id}",
+                action=Action.VERIFY,
+                system=name,
+                target=", ".join(tables),
+                reason="absent (deleted) or masked in every mapped table",
+                params={"tables": ",".join(tables)},
+                request=r.id,
+                depends_on=tuple(before),
+            )
+        )
+    purges = [
+        Change(
+            id=f"purge_logs:{name}:{r.id}:{table}",
+            action=Action.PURGE_LOGS,
+            system=name,
+            target=table,
+            reason="system-generated logs that mention the subject",
+            params={"table": table},
+            request=r.id,
+            rows=len(m.pending),
+            depends_on=tuple(v.id for v in verifies),
+        )
+        for name, table, m in logs
+    ]
+    receipt = [
+        {
+            "system": x.system,
+            "table": x.table,
+            "rows": x.rows,
+            "reason": x.reason,
+            "masked": x.masked,
+        }
+        for x in r.retained
+    ]
+    complete = Change(
+        id=f"complete:dsr:{r.id}",
+        action=Action.COMPLETE,
+        system="dsr",
+        target="receipt in the audit log",
+        reason=_reingested(r) or "all steps done",
+        params={"retained": json.dumps(receipt, sort_keys=True), "systems": ",".join(r.systems)},
+        request=r.id,
+        depends_on=tuple(c.id for c in verifies + purges),
+    )
+    out.changes += verifies + purges + [complete]
+    if r.awaits:
+        out.views.append(view("waiting", f"waiting on {', '.join(c.system for c in r.awaits)}"))
+    else:
+        out.views.append(view("pending"))
+
+
+def _holds(system: System, observed: Observed, rid: str) -> bool:
+    """The system still holds rows of the subject that erasure must remove or mask."""
+    return any(
+        (m := _match(observed, system.name, rid, t)) is not None and m.pending
+        for t, spec in system.tables.items()
+        if spec.kind is TableKind.DATA
+        and spec.erasure in (ErasureStrategy.DELETE, ErasureStrategy.MASK)
+    )
+
+
+def _reingested(r: _Req) -> str | None:
+    if r.completed_on is None:
+        return None
+    return f"re-ingested: the erasure completed on {r.completed_on}, the subject came back"
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
+
+
+def _foreign_key_problems(
+    system: System, schema: SchemaInfo | None, rid: str, table: str, m: Match, observed: Observed
+) -> list[str]:
+    """Deleting rows that retained (or unmapped) rows still reference is refused up front."""
+    problems = []
+    for ref, count in sorted(m.referenced_by.items()):
+        if not count:
+            continue
+        child, _, col = ref.rpartition(".")
+        fk = next(
+            (
+                f
+                for f in (schema.foreign_keys if schema else ())
+                if f.table == child and f.columns == (col,) and f.referred_table == table
+            ),
+            None,
+        )
+        spec = system.tables.get(child)
+        child_match = _match(observed, system.name, rid, child)
+        deleted_too = (
+            spec is not None
+            and spec.erasure is ErasureStrategy.DELETE
+            and child_match is not None
+            and len(child_match.keys) >= count
+        )
+        ondelete = fk.ondelete if fk else None
+        if deleted_too:
+            continue
+        nullable = bool(
+            schema and schema.tables.get(child, {}).get(col) and schema.tables[child][col].nullable
+        )
+        if ondelete == "SET NULL" and nullable:
+            continue
+        what = "retained" if spec is not None else "unmapped"
+        if ondelete == "CASCADE":
+            problems.append(
+                f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would "
+                f"cascade-delete {count} {what} rows of {system.name}.{child} "
+                f"(foreign key {child}.{col} ON DELETE CASCADE); change the foreign key to "
+                f"ON DELETE SET NULL, or mask {table} instead of deleting it in {SYSTEMS_FILE}"
+            )
+            continue
+        problems.append(
+            f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would break "
+            f"the foreign key {child}.{col} -> {table}: {count} {what} rows of "
+            f"{system.name}.{child} still reference them. Change systems.{system.name}."
+            f"tables.{table}.on_erasure in {SYSTEMS_FILE} to mask instead of delete, or make "
+            f"{child}.{col} nullable with ON DELETE SET NULL in the database"
+        )
+    return problems
+
+
+def children_first(system: System, schema: SchemaInfo | None) -> list[str]:
+    """Mapped tables ordered so that a table comes before every table it references (by
+    the data map's subject links and by the database's foreign keys)."""
+    parents: dict[str, set[str]] = defaultdict(set)
+    for name, spec in system.tables.items():
+        if spec.subject is not None:
+            parents[name].add(spec.subject.table)
+    for fk in schema.foreign_keys if schema else ():
+        if (
+            fk.table in system.tables
+            and fk.referred_table in system.tables
+            and fk.table != fk.referred_table
+        ):
+            parents[fk.table].add(fk.referred_table)
+    return list(reversed(_topological(sorted(system.tables), parents)))
+
+
+def ingestion_order(systems: Mapping[str, System]) -> list[str]:
+    """Systems ordered so that every system comes after the systems it ingests."""
+    return _topological(sorted(systems), {n: set(s.ingests) for n, s in systems.items()})
+
+
+def upstream_of(systems: Mapping[str, System], name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(systems[name].ingests)
+    while todo:
+        n = todo.pop()
+        if n in seen or n not in systems:
+            continue
+        seen.add(n)
+        todo += systems[n].ingests
+    return seen
+
+
+def _topological(names: Iterable[str], before: Mapping[str, set[str]]) -> list[str]:
+    """Depth-first order in which every name follows the names in `before[name]`; stable
+    for the given order, and tolerant of cycles (a cycle is broken where it closes)."""
+    order: list[str] = []
+    state: dict[str, int] = {}
+    known = set(names)
+
+    def visit(n: str) -> None:
+        if state.get(n) or n not in known:
+            return
+        state[n] = 1
+        for p in sorted(before.get(n, ())):
+            visit(p)
+        state[n] = 2
+        order.append(n)
+
+    for n in names:
+        visit(n)
+    return order
