@@ -262,7 +262,7 @@ def _plan_refreshes(
             id=f"refresh:{name}",
             action=Action.REFRESH,
             system=name,
-            target="refresh",
+            target=reason,
             reason=reason,
             params={},
             rows=0,
@@ -322,7 +322,7 @@ def _plan_rest(
         refreshes[n].id for n in r.systems if n in refreshes
     ]
     verifies = []
-    for name in r.systems:
+    for name in [n for n in ingestion_order(desired.systems) if n in r.systems]:
         tables = [
             t
             for t, spec in sorted(desired.systems[name].tables.items())

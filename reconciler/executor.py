@@ -322,7 +322,9 @@ def _record_request_states(plan: Plan, result: ApplyResult, ctx: Context) -> Non
         outcomes = by_request.get(view.id, [])
         done = any(o.change.action is Action.COMPLETE and o.status == SUCCEEDED for o in outcomes)
         bad = [o for o in outcomes if o.status in (FAILED, SKIPPED)]
-        waiting = [o for o in outcomes if o.status == WAITING]
+        waiting = [
+            o for o in outcomes if o.status == WAITING and o.change.action is Action.AWAIT_SOURCE
+        ]
         if done:
             state, detail = "completed", None
         elif waiting:

@@ -58,10 +58,14 @@ def summary(plan: Plan) -> str:
     erasing = {c.request for c in plan.changes if c.action is Action.COMPLETE}
     if erasing:
         counts = [
-            f"{_n(rows[Action.DELETE_ROWS], 'row')} deleted",
-            f"{rows[Action.MASK_ROWS]} masked",
-            f"{_n(rows[Action.PURGE_LOGS], 'log row')} purged",
-        ]
+            text
+            for n, text in (
+                (rows[Action.DELETE_ROWS], f"{_n(rows[Action.DELETE_ROWS], 'row')} deleted"),
+                (rows[Action.MASK_ROWS], f"{rows[Action.MASK_ROWS]} masked"),
+                (rows[Action.PURGE_LOGS], f"{_n(rows[Action.PURGE_LOGS], 'log row')} purged"),
+            )
+            if n
+        ] or ["verify and record"]
         parts.append(f"{_n(len(erasing), 'erasure')} ({', '.join(counts)})")
     if kinds[Action.REFRESH]:
         parts.append(_n(kinds[Action.REFRESH], "refresh").replace("refreshs", "refreshes"))
@@ -134,7 +138,7 @@ def _row(c: Change) -> Row:
     if c.action is Action.COMPLETE:
         return Row("dsr", "complete", "", "", "receipt to the audit log; tombstone kept")
     if c.action is Action.AWAIT_SOURCE:
-        return Row(c.system, c.params.get("tables", ""), "await", _n(c.rows, "row"), c.reason)
+        return Row(c.system, c.target, "await", "", c.reason)
     return Row(c.system, c.target, c.action.verb, _n(c.rows, "row"), c.reason)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from reconciler import executor, output, planfile, planner
+from reconciler.actions import Action
 from reconciler.commands import identity_key, workspace
 from reconciler.errors import DsrError, StalePlan
 from reconciler.model import Observed
@@ -107,10 +108,12 @@ def command(
             )
             result = executor.apply(plan, context, progress=report)
     done = sum(1 for o in result.outcomes if o.status == executor.SUCCEEDED)
+    pending = sorted({o.change.request or "" for o in result.waiting})
     if result.ok:
         click.echo(
             f"Apply complete: {done} change{'s' if done != 1 else ''} carried out "
             f"(run {result.run_id})."
+            + (f" Waiting on a source owner: {', '.join(pending)}." if pending else "")
         )
         return
     failed = [o for o in result.outcomes if o.status == executor.FAILED]
@@ -124,8 +127,9 @@ def command(
 
 def report(outcome: executor.Outcome) -> None:
     c = outcome.change
-    line = f"  {_MARK[outcome.status]:<8} {c.action.verb} {c.system} {c.target}"
-    if outcome.status == executor.SUCCEEDED:
+    line = f"  {_MARK[outcome.status]:<8} {c.request + ' ' if c.request else ''}"
+    line += f"{c.action.verb} {c.system} {c.target}"
+    if outcome.status == executor.SUCCEEDED and c.action.writes and c.action is not Action.REFRESH:
         line += f" ({outcome.rows} row{'s' if outcome.rows != 1 else ''})"
     if outcome.message:
         line += f": {outcome.message}"
