@@ -14,25 +14,27 @@ $(STAMP): pyproject.toml
 
 # The demo walks Contoso through permissions and two erasures. Subjects' addresses only
 # ever travel through a pipe into `dsr new`, which writes nothing but their keyed hash.
-DSR  := $(BIN)/dsr
-DEMO := $(BIN)/python -m reconciler.demo
+WS   ?= .
+DSR  := $(BIN)/dsr -C $(WS)
+DEMO_PY := $(BIN)/python -m reconciler.demo
 NEW  := $(DSR) new erasure --email - --requested-by privacy@contoso.example
 
 demo: $(STAMP)
 	@echo "== 1. build Contoso's four systems (SQLite, under state/demo/)"
-	$(DEMO) reset
+	$(DEMO_PY) reset --workspace $(WS)
 	$(DSR) validate
 	@echo "== 2. permissions: access.yaml differs from the platform on purpose"
 	$(DSR) plan
 	$(DSR) apply --auto-approve
 	@echo "== 3. file two erasures: one customer only in the CRM, one also in the shop"
-	$(DEMO) pick-subject --in crm-only | $(NEW) --id DSR-DEMO-0001
-	$(DEMO) pick-subject --in both | $(NEW) --id DSR-DEMO-0002
+	$(DEMO_PY) pick-subject --workspace $(WS) --in crm-only | $(NEW) --id DSR-DEMO-0001
+	$(DEMO_PY) pick-subject --workspace $(WS) --in both | $(NEW) --id DSR-DEMO-0002
 	$(DSR) plan --format markdown
 	$(DSR) apply --auto-approve
 	$(DSR) status
 	@echo "== 4. the shop's owner deletes their customer; dsr refreshes, verifies, completes"
-	$(DEMO) pick-subject --in both | $(DEMO) owner-delete shop
+	$(DEMO_PY) pick-subject --workspace $(WS) --in both \
+		| $(DEMO_PY) owner-delete shop --workspace $(WS)
 	$(DSR) apply --auto-approve
 	@echo "== 5. converged: nothing left to do"
 	$(DSR) plan --detailed-exitcode
