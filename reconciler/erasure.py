@@ -460,9 +460,6 @@ def children_first(system: System, schema: SchemaInfo | None) -> list[str]:
     """Mapped tables ordered so that a table comes before every table it references (by
     the data map's subject links and by the database's foreign keys)."""
     parents: dict[str, set[str]] = defaultdict(set)
-    for name, spec in system.tables.items():
-        if spec.subject is not None:
-            parents[name].add(spec.subject.table)
     for fk in schema.foreign_keys if schema else ():
         if (
             fk.table in system.tables
@@ -470,6 +467,11 @@ def children_first(system: System, schema: SchemaInfo | None) -> list[str]:
             and fk.table != fk.referred_table
         ):
             parents[fk.table].add(fk.referred_table)
+    # A subject link usually follows a foreign key; where it runs against one (customer ->
+    # address, the address reached through the customer), the database's order wins.
+    for name, spec in system.tables.items():
+        if spec.subject is not None and name not in parents[spec.subject.table]:
+            parents[name].add(spec.subject.table)
     return list(reversed(_topological(sorted(system.tables), parents)))
 
 

@@ -21,7 +21,9 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
         shutil.copy(REPO / "policies" / name, ws / "policies")
     run = subprocess.run(
         ["make", "--no-print-directory", "-C", str(REPO), "demo", f"WS={ws}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
@@ -30,9 +32,19 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
 
     subjects = [
         subprocess.run(
-            [sys.executable, "-m", "reconciler.demo", "pick-subject", "--workspace", str(ws),
-             "--in", which],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "reconciler.demo",
+                "pick-subject",
+                "--workspace",
+                str(ws),
+                "--in",
+                which,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         for which in ("crm-only", "both")
     ]
@@ -53,8 +65,11 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
     checks = {
         "crm": ["SELECT email FROM customers"],
         "shop": ["SELECT email FROM customers"],
-        "insights": ["SELECT email FROM profiles", "SELECT email FROM consent",
-                     "SELECT actor FROM system_logs"],
+        "insights": [
+            "SELECT email FROM profiles",
+            "SELECT email FROM consent",
+            "SELECT actor FROM system_logs",
+        ],
         "apps": ["SELECT email FROM consent_view"],
     }
     for system, queries in checks.items():

@@ -1,17 +1,60 @@
-"""`dsr validate`: schemas and cross-references of the whole workspace, every problem at once."""
+"""`dsr validate`: schemas and cross-references of the whole workspace, every problem at once;
+then, unless `--offline`, the data map against each reachable system's real schema (tables,
+columns, and masks that would break NOT NULL, UNIQUE or a column's length)."""
 
 from __future__ import annotations
 
 import click
 
 from reconciler.commands import workspace
+from reconciler.connectors import connect
+from reconciler.constraints import SYSTEMS_FILE, check_masks
+from reconciler.errors import Diagnostic, DsrError, ValidationFailed
+from reconciler.loader import read_document
+from reconciler.runtime import Workspace
 
 
 @click.command("validate")
+@click.option("--offline", is_flag=True, help="Only the files: do not connect to any system.")
 @click.pass_context
-def command(ctx: click.Context) -> None:
-    """Check dsr.yaml and policies/ against their schemas and each other."""
+def command(ctx: click.Context, offline: bool) -> None:
+    """Check dsr.yaml and policies/ against their schemas, each other and the databases."""
     ws = workspace(ctx)
     d = ws.desired
+    checked = [] if offline else check_against_databases(ws)
     users = len(d.access.users) if d.access else 0
-    click.echo(f"{ws.root}: valid ({len(d.systems)} systems, {users} users)")
+    note = f"; {len(checked)} checked against their databases" if checked else ""
+    click.echo(
+        f"{ws.root}: valid ({len(d.systems)} systems, {users} users, "
+        f"{len(d.requests)} requests{note})"
+    )
+
+
+def check_against_databases(ws: Workspace) -> list[str]:
+    """Reflects every system that maps tables; raises ValidationFailed with file:line."""
+    problems: list[Diagnostic] = []
+    checked = []
+    for name, system in sorted(ws.desired.systems.items()):
+        if not system.tables:
+            continue
+        try:
+            conn = connect(system, ws.root)
+            try:
+                schema = conn.reflect({t.rpartition(".")[0] or None for t in system.tables})
+            finally:
+                conn.close()
+        except DsrError as exc:
+            click.echo(f"note: {name} not checked against its database: {exc}", err=True)
+            continue
+        checked.append(name)
+        problems += check_masks(system, schema)
+    if problems:
+        doc, _ = read_document(ws.root, SYSTEMS_FILE)
+        located = [
+            Diagnostic(
+                p.file, doc.line(tuple(p.field.split("."))) if doc else None, p.field, p.message
+            )
+            for p in problems
+        ]
+        raise ValidationFailed(located)
+    return checked

@@ -52,6 +52,15 @@ def resolve_url(system: System, workspace: Path) -> str:
         raise DsrError(
             f"system {system.name}: not a valid SQLAlchemy URL ({type(exc).__name__})"
         ) from None
+    # A URL without a driver gets the one dsr ships with (SQLAlchemy's default for
+    # postgresql:// is psycopg2, which is not installed).
+    driver = {
+        "postgresql": "postgresql+psycopg",
+        "mysql": "mysql+pymysql",
+        "mariadb": "mariadb+pymysql",
+    }
+    if parsed.drivername in driver:
+        parsed = parsed.set(drivername=driver[parsed.drivername])
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database)
         if not path.is_absolute():

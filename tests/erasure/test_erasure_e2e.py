@@ -44,7 +44,8 @@ def build_schema(url: str, *, orders_fk: str = "SET NULL") -> None:
     meta = sa.MetaData()
     s = sa.String(255)
     sa.Table(
-        "customers", meta,
+        "customers",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("email", s, nullable=False, unique=True),
         sa.Column("phone", sa.String(40)),
@@ -52,11 +53,14 @@ def build_schema(url: str, *, orders_fk: str = "SET NULL") -> None:
     )
     nullable = orders_fk == "SET NULL"
     sa.Table(
-        "orders", meta,
+        "orders",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
-            "customer_id", sa.Integer,
-            sa.ForeignKey("customers.id", ondelete=orders_fk or None), nullable=nullable,
+            "customer_id",
+            sa.Integer,
+            sa.ForeignKey("customers.id", ondelete=orders_fk or None),
+            nullable=nullable,
         ),
         sa.Column("email", s, nullable=False),
         sa.Column("phone", sa.String(40)),
@@ -64,30 +68,35 @@ def build_schema(url: str, *, orders_fk: str = "SET NULL") -> None:
         sa.Column("total_cents", sa.Integer, nullable=False),
     )
     sa.Table(
-        "order_lines", meta,
+        "order_lines",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("order_id", sa.Integer, sa.ForeignKey("orders.id"), nullable=False),
         sa.Column("sku", sa.String(20), nullable=False),
     )
     sa.Table(
-        "shop_customers", meta,
+        "shop_customers",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("email", s, nullable=False, unique=True),
     )
     sa.Table(
-        "profiles", meta,
+        "profiles",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("email", s, nullable=False),
         sa.Column("source", sa.String(10)),
     )
     sa.Table(
-        "consent", meta,
+        "consent",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("email", s, nullable=False),
         sa.Column("purpose", sa.String(20)),
     )
     sa.Table(
-        "system_logs", meta,
+        "system_logs",
+        meta,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("actor", s),
         sa.Column("event", s),
@@ -96,38 +105,77 @@ def build_schema(url: str, *, orders_fk: str = "SET NULL") -> None:
     meta.create_all(engine)
     t = meta.tables
     with engine.begin() as conn:
-        conn.execute(t["customers"].insert(), [
-            {"id": 1, "email": ANA, "phone": ANA_PHONE, "full_name": "Ana Subject"},
-            {"id": 2, "email": BEA, "phone": None, "full_name": "Bea Both"},
-            {"id": 3, "email": KEEP[0], "phone": "+44 20 7946 0999", "full_name": "Carl"},
-            {"id": 4, "email": KEEP[1], "phone": None, "full_name": "Dora"},
-        ])
-        conn.execute(t["orders"].insert(), [
-            {"id": 10, "customer_id": 1, "email": ANA, "phone": ANA_PHONE,
-             "shipping_address": "1 Main St", "total_cents": 1000},
-            {"id": 11, "customer_id": 1, "email": ANA, "phone": None,
-             "shipping_address": "1 Main St", "total_cents": 2000},
-            {"id": 12, "customer_id": 2, "email": BEA, "phone": None,
-             "shipping_address": "2 Side St", "total_cents": 500},
-            {"id": 13, "customer_id": 3, "email": KEEP[0], "phone": None,
-             "shipping_address": "3 Far Rd", "total_cents": 700},
-        ])
-        conn.execute(t["order_lines"].insert(), [
-            {"id": 100, "order_id": 10, "sku": "A"},
-            {"id": 101, "order_id": 10, "sku": "B"},
-            {"id": 102, "order_id": 11, "sku": "C"},
-            {"id": 103, "order_id": 13, "sku": "D"},
-        ])
-        conn.execute(t["shop_customers"].insert(), [
-            {"id": 1, "email": BEA.upper()},  # the shop writes it differently
-            {"id": 2, "email": KEEP[1]},
-        ])
-        conn.execute(t["system_logs"].insert(), [
-            {"id": 1, "actor": ANA.lower(), "event": "login"},
-            {"id": 2, "actor": ANA, "event": "export"},
-            {"id": 3, "actor": KEEP[0], "event": "login"},
-            {"id": 4, "actor": "ops@contoso.example", "event": "deploy"},
-        ])
+        conn.execute(
+            t["customers"].insert(),
+            [
+                {"id": 1, "email": ANA, "phone": ANA_PHONE, "full_name": "Ana Subject"},
+                {"id": 2, "email": BEA, "phone": None, "full_name": "Bea Both"},
+                {"id": 3, "email": KEEP[0], "phone": "+44 20 7946 0999", "full_name": "Carl"},
+                {"id": 4, "email": KEEP[1], "phone": None, "full_name": "Dora"},
+            ],
+        )
+        conn.execute(
+            t["orders"].insert(),
+            [
+                {
+                    "id": 10,
+                    "customer_id": 1,
+                    "email": ANA,
+                    "phone": ANA_PHONE,
+                    "shipping_address": "1 Main St",
+                    "total_cents": 1000,
+                },
+                {
+                    "id": 11,
+                    "customer_id": 1,
+                    "email": ANA,
+                    "phone": None,
+                    "shipping_address": "1 Main St",
+                    "total_cents": 2000,
+                },
+                {
+                    "id": 12,
+                    "customer_id": 2,
+                    "email": BEA,
+                    "phone": None,
+                    "shipping_address": "2 Side St",
+                    "total_cents": 500,
+                },
+                {
+                    "id": 13,
+                    "customer_id": 3,
+                    "email": KEEP[0],
+                    "phone": None,
+                    "shipping_address": "3 Far Rd",
+                    "total_cents": 700,
+                },
+            ],
+        )
+        conn.execute(
+            t["order_lines"].insert(),
+            [
+                {"id": 100, "order_id": 10, "sku": "A"},
+                {"id": 101, "order_id": 10, "sku": "B"},
+                {"id": 102, "order_id": 11, "sku": "C"},
+                {"id": 103, "order_id": 13, "sku": "D"},
+            ],
+        )
+        conn.execute(
+            t["shop_customers"].insert(),
+            [
+                {"id": 1, "email": BEA.upper()},  # the shop writes it differently
+                {"id": 2, "email": KEEP[1]},
+            ],
+        )
+        conn.execute(
+            t["system_logs"].insert(),
+            [
+                {"id": 1, "actor": ANA.lower(), "event": "login"},
+                {"id": 2, "actor": ANA, "event": "export"},
+                {"id": 3, "actor": KEEP[0], "event": "login"},
+                {"id": 4, "actor": "ops@contoso.example", "event": "deploy"},
+            ],
+        )
         for stmt in REFRESH:
             conn.execute(sa.text(stmt))
     engine.dispose()
@@ -209,8 +257,15 @@ class Env:
 
     def file(self, email: str, rid: str) -> None:
         result = self.dsr(
-            "new", "erasure", "--email", "-", "--requested-by", "dpo@contoso.example",
-            "--id", rid, input=email + "\n",
+            "new",
+            "erasure",
+            "--email",
+            "-",
+            "--requested-by",
+            "dpo@contoso.example",
+            "--id",
+            rid,
+            input=email + "\n",
         )
         assert result.exit_code == 0, result.output
 
@@ -260,7 +315,9 @@ def test_full_flow(env: Env) -> None:
     planned = env.dsr("plan", "--detailed-exitcode")
     assert planned.exit_code == 2, planned.output
     data = plan_json(env)
-    steps = {(c["action"], c["request"], c["system"], c["target"], c["rows"]) for c in data["changes"]}  # type: ignore[index, union-attr]
+    steps = {
+        (c["action"], c["request"], c["system"], c["target"], c["rows"]) for c in data["changes"]
+    }  # type: ignore[index, union-attr]
     assert ("delete_rows", "DSR-T-ANA", "crm", "customers", 1) in steps
     assert ("mask_rows", "DSR-T-ANA", "crm", "orders", 2) in steps
     assert ("await_source", "DSR-T-BEA", "shop", "shop_customers 1 row", 1) in steps
@@ -373,6 +430,14 @@ def test_mask_that_breaks_a_constraint_is_refused_before_anything_runs(env: Env)
     build_schema(env.url)
     (env.ws / "policies/systems.yaml").write_text(systems_yaml(mask_email='"null"'))
     env.file(ANA, "DSR-T-ANA")
+    invalid = env.dsr("validate")
+    assert invalid.exit_code == 1
+    assert re.search(
+        r"policies/systems.yaml:\d+: systems.crm.tables.orders.on_erasure.mask.email: "
+        r'"null" would break NOT NULL on crm.orders.email',
+        invalid.output,
+    ), invalid.output
+    assert env.dsr("validate", "--offline").exit_code == 0
     refused = env.dsr("plan")
     assert refused.exit_code == 1
     assert "systems.crm.tables.orders.on_erasure.mask.email" in refused.output
