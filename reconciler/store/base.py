@@ -192,6 +192,20 @@ class RefreshRecord:
     message: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ExportRecord:
+    """An export package built once for a request: where, its manifest's digest, when it
+    expires, and when it was deleted (None while it is still in the outbox)."""
+
+    request_id: str
+    path: str
+    manifest_sha256: str
+    rows: int
+    built_at: datetime
+    expires_at: datetime
+    expired_at: datetime | None = None
+
+
 class StateStore(Protocol):
     """Runtime state of the reconciler. All datetimes passed in must be timezone-aware."""
 
@@ -290,5 +304,12 @@ class StateStore(Protocol):
     def last_refreshes(self) -> dict[str, RefreshRecord]:
         """The latest refresh of each system (latest `at`; the later record on a tie)."""
         ...
+
+    # --- exports ---
+    def record_export(self, record: ExportRecord) -> None:
+        """Upsert by request id (expiry sets `expired_at`)."""
+        ...
+
+    def exports(self) -> dict[str, ExportRecord]: ...
 
     def close(self) -> None: ...

@@ -41,6 +41,7 @@ from reconciler.store.base import (
     SUBJECT_KINDS,
     AuditEvent,
     AuditRecord,
+    ExportRecord,
     JournalEntry,
     LockInfo,
     Observation,
@@ -51,9 +52,10 @@ from reconciler.store.base import (
 )
 
 # 1: lock, runs, journal, audit, observations. 2: + tombstones, request_states, refreshes.
+# 3: + exports.
 # Opening an older store creates the missing tables and moves it to this version; a newer
 # store is refused, because this dsr would not know what its tables mean.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOCK_NAME = "state"  # one lock for the whole store: one writer at a time
 LOCK_POLL_SECONDS = 0.2
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -167,6 +169,18 @@ refreshes_table = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=True),
     sa.Index("ix_refreshes_system_at", "system", "at"),
+)
+
+exports_table = sa.Table(
+    "exports",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("manifest_sha256", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("built_at", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.String(32), nullable=False),
+    sa.Column("expired_at", sa.String(32), nullable=True),
 )
 
 HEAD_ID = 1
@@ -764,6 +778,35 @@ class SqlStateStore:
         return {
             row.system: RefreshRecord(
                 system=row.system, at=parse_time(row.at), status=row.status, message=row.message
+            )
+            for row in rows
+        }
+
+    # --- exports -------------------------------------------------------------------------
+
+    def record_export(self, record: ExportRecord) -> None:
+        values = {
+            "path": record.path,
+            "manifest_sha256": record.manifest_sha256,
+            "rows": record.rows,
+            "built_at": format_time(record.built_at),
+            "expires_at": format_time(record.expires_at),
+            "expired_at": None if record.expired_at is None else format_time(record.expired_at),
+        }
+        self._upsert(exports_table, exports_table.c.request_id, record.request_id, values)
+
+    def exports(self) -> dict[str, ExportRecord]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(exports_table).order_by(exports_table.c.request_id)).all()
+        return {
+            row.request_id: ExportRecord(
+                request_id=row.request_id,
+                path=row.path,
+                manifest_sha256=row.manifest_sha256,
+                rows=row.rows,
+                built_at=parse_time(row.built_at),
+                expires_at=parse_time(row.expires_at),
+                expired_at=None if row.expired_at is None else parse_time(row.expired_at),
             )
             for row in rows
         }

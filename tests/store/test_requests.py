@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -270,4 +271,19 @@ def test_a_store_from_an_older_dsr_gets_the_new_tables(store_url: str) -> None:
             ).scalar_one()
     finally:
         engine.dispose()
-    assert version == str(SCHEMA_VERSION) == "2"
+    assert version == str(SCHEMA_VERSION) == "3"
+
+
+def test_exports_round_trip_and_expiry(tmp_path: Path) -> None:
+    from reconciler.store import ExportRecord, open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/dsr.db")
+    try:
+        record = ExportRecord("DSR-E", "state/outbox/DSR-E.zip", "a" * 64, 7, at(1), at(2))
+        store.record_export(record)
+        assert store.exports() == {"DSR-E": record}
+        expired = ExportRecord("DSR-E", record.path, record.manifest_sha256, 7, at(1), at(2), at(3))
+        store.record_export(expired)
+        assert store.exports()["DSR-E"].expired_at == at(3)
+    finally:
+        store.close()
