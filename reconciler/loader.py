@@ -35,6 +35,7 @@ from yaml.reader import ReaderError
 
 from reconciler import deadlines
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
+from reconciler.exports import outbox_problem
 from reconciler.model import (
     Access,
     Approval,
@@ -101,6 +102,8 @@ def load_workspace(root: Path, *, pending: Mapping[str, str] | None = None) -> D
         doc for file in files if (doc := _read_valid(root, file, "request", problems, pending))
     ]
     # Cross-references only between files that matched their schema: their shape is known.
+    if settings:
+        problems += _check_settings(settings, root)
     if systems:
         problems += _check_systems(systems)
     if access:
@@ -109,8 +112,15 @@ def load_workspace(root: Path, *, pending: Mapping[str, str] | None = None) -> D
         problems += _check_permissions(systems, access)
     built_settings = _build_settings(settings.plain) if settings else None
     system_names = set(systems.plain["systems"]) if systems else None
+    # Approvers: the users of access.yaml; none when it is absent; unknown (no check) when it
+    # is invalid, whose own problems are reported instead.
+    users: set[str] | None = set()
+    if access:
+        users = set(access.plain["users"])
+    elif ACCESS_FILE in pending or (root / ACCESS_FILE).exists():
+        users = None
     for doc in requests:
-        problems += _check_request(doc, built_settings, system_names)
+        problems += _check_request(doc, built_settings, system_names, users)
     if problems or built_settings is None or settings is None or systems is None:
         raise ValidationFailed(list(dict.fromkeys(problems)))
     access_plain = access.plain if access else None
@@ -585,10 +595,19 @@ def _check_permissions(systems: Document, access: Document) -> list[Diagnostic]:
     ]
 
 
+def _check_settings(doc: Document, root: Path) -> list[Diagnostic]:
+    """dsr.yaml beyond its schema: the outbox must be inside the workspace (packages hold
+    personal data, and only the outbox may)."""
+    outbox = doc.plain.get("exports", {}).get("outbox")
+    problem = outbox_problem(root, outbox) if outbox is not None else None
+    return [doc.problem(("exports", "outbox"), problem)] if problem else []
+
+
 def _check_request(
-    doc: Document, settings: Settings | None, systems: set[str] | None
+    doc: Document, settings: Settings | None, systems: set[str] | None, users: set[str] | None
 ) -> list[Diagnostic]:
-    """A request that matched its schema, against its file name, the settings and the data map.
+    """A request that matched its schema, against its file name, the settings, the data map and
+    access.yaml (approvers; `users` None: access.yaml is invalid, so not checked).
 
     Checks that need an invalid file (dsr.yaml or systems.yaml) are skipped; that file's own
     problems are reported instead.
@@ -631,6 +650,18 @@ def _check_request(
                 )
             )
         first_seen.setdefault(identity["hash"], i)
+    for i, approval in enumerate(data.get("approvals", ())):
+        by = approval["by"]
+        if users is not None and by not in users:
+            # `erin` for `erin@contoso.example` is a likely slip that difflib does not see
+            named = [u for u in sorted(users) if u.partition("@")[0].casefold() == by.casefold()]
+            hint = f"; did you mean '{named[0]}'?" if named else _hint(by, sorted(users))
+            where = (
+                f"not a user in {ACCESS_FILE}{hint}"
+                if users
+                else f"there is no {ACCESS_FILE} to name tenant admins"
+            )
+            problems.append(doc.problem(("approvals", i, "by"), f"unknown user '{by}' ({where})"))
     if "approvals" in data and data["type"] != "export":
         problems.append(
             doc.problem(

@@ -111,6 +111,9 @@ class System:
     refresh: Refresh | None = None
     tables: dict[str, Table] = field(default_factory=dict)
     permissions: PermissionsMap | None = None
+    # Data the platform creates about its own users, matched by the user's e-mail in the
+    # table's identity column (`identities == {"email": <user column>}`).
+    user_data: dict[str, Table] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -426,7 +426,7 @@ def test_duplicate_identities_and_impossible_dates(demo_workspace: Path) -> None
         .replace("received: 2026-11-20", "received: '2026-02-30'")
         .replace(
             "systems: all",
-            "systems: all\napprovals: [{by: erin, at: '2026-13-01'}]",
+            "systems: all\napprovals: [{by: erin@contoso.example, at: '2026-13-01'}]",
         )
         .replace(
             f"      hash: {digest}\n",
