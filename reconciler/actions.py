@@ -23,6 +23,9 @@ class Action(Enum):
     VERIFY = "verify"  # the subject is absent from every mapped table
     PURGE_LOGS = "purge_logs"  # system-generated logs that mention the subject
     COMPLETE = "complete"  # the receipt in the audit log; the tombstone in the state store
+    # exports
+    BUILD_EXPORT = "build_export"  # the package, once the approval counts; exactly once
+    EXPIRE_EXPORT = "expire_export"  # delete the package; the audit record stays
 
     @property
     def verb(self) -> str:
@@ -45,6 +48,8 @@ _VERBS = {
     Action.VERIFY: "verify",
     Action.PURGE_LOGS: "purge",
     Action.COMPLETE: "complete",
+    Action.BUILD_EXPORT: "build",
+    Action.EXPIRE_EXPORT: "expire",
 }
 _WRITES = {
     Action.GRANT_ROLE,

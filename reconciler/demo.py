@@ -660,16 +660,18 @@ def pick_subject(workspace: Path, where: str) -> str:
         ]
         logged = [email for email in fits if _normal_email(email) in in_logs]
         chosen = (logged or fits)[:1]
-    elif where == "both":
-        chosen = [
+    elif where in ("both", "export"):
+        both = [
             str(row["email"])
             for row in customers
             if orders.get(row["id"], 0) >= 1
             and _normal_email(row["email"]) in in_shop
             and _normal_email(row["email"]) in consented
-        ][:1]
+        ]
+        # `export`: the next such customer, so the demo exports someone it does not erase.
+        chosen = both[:1] if where == "both" else both[1:2]
     else:
-        raise DsrError(f"unknown place {where!r}: expected crm-only or both")
+        raise DsrError(f"unknown place {where!r}: expected crm-only, both or export")
     if not chosen:
         raise DsrError(f"no demo customer fits --in {where} (seed {seed})")
     return chosen[0]
@@ -789,9 +791,10 @@ def refresh_command(system: str, workspace: Path) -> None:
 @click.option(
     "--in",
     "where",
-    type=click.Choice(["crm-only", "both"]),
+    type=click.Choice(["crm-only", "both", "export"]),
     required=True,
-    help="crm-only: in the CRM alone, with orders; both: in the CRM and the shop.",
+    help="crm-only: in the CRM alone, with orders; both: in the CRM and the shop; "
+    "export: another customer in both, for the export walk-through.",
 )
 @WORKSPACE_OPTION
 def pick_subject_command(where: str, workspace: Path) -> None:

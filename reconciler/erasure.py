@@ -22,6 +22,7 @@ from reconciler.connectors.schema import SchemaInfo
 from reconciler.constraints import check_masks
 from reconciler.deadlines import days_left
 from reconciler.model import (
+    Completed,
     Desired,
     ErasureStrategy,
     Match,
@@ -60,7 +61,11 @@ class _Req:
     blocked: str | None = None
 
 
-def plan_erasures(desired: Desired, observed: Observed, today: date) -> ErasurePlan:
+def plan_erasures(
+    desired: Desired, observed: Observed, today: date, removals: tuple[str, ...] = ()
+) -> ErasurePlan:
+    """`removals`: ids of the permission plan's remove_user changes, which a user erasure's
+    verification waits for."""
     out = ErasurePlan()
     for system, obs in sorted(observed.systems.items()):
         if obs.schema is not None and system in desired.systems:
@@ -79,6 +84,10 @@ def plan_erasures(desired: Desired, observed: Observed, today: date) -> ErasureP
         view = _closed_view(rid, req, done is not None, today)
         if view is not None:
             out.views.append(view)
+            continue
+        kind = req.subject_kind.value if req else done.subject_kind if done else "customer"
+        if kind == SubjectKind.USER.value:
+            _plan_user(desired, observed, rid, req, done, today, removals, out)
             continue
         if req is None:
             assert done is not None
@@ -120,11 +129,12 @@ def _view(
     *,
     reingested: bool = False,
     retained: Iterable[Retained] = (),
+    kind: SubjectKind = SubjectKind.CUSTOMER,
 ) -> RequestView:
     return RequestView(
         id=rid,
         type=RequestType.ERASURE.value,
-        subject_kind=req.subject_kind.value if req else SubjectKind.CUSTOMER.value,
+        subject_kind=req.subject_kind.value if req else kind.value,
         state=state,
         due=req.due.isoformat() if req else None,
         days_left=days_left(req.due, today) if req else None,
@@ -142,9 +152,127 @@ def _closed_view(rid: str, req: Request | None, completed: bool, today: date) ->
         return _view(rid, req, today, "held", f"legal hold: {req.legal_hold}")
     if req.cancelled and not completed:
         return _view(rid, req, today, "cancelled", f"cancelled: {req.cancelled}")
-    if req.subject_kind is SubjectKind.USER:
-        return _view(rid, req, today, "blocked", "erasure of platform users is not supported yet")
     return None
+
+
+def _plan_user(
+    desired: Desired,
+    observed: Observed,
+    rid: str,
+    req: Request | None,
+    done: Completed | None,
+    today: date,
+    removals: tuple[str, ...],
+    out: ErasurePlan,
+) -> None:
+    """A platform user: their roles go (remove_user, from the permission plan) and their user
+    data is deleted or masked in the platform; the audit log stays."""
+    system = desired.permissions_system()
+    completed_on = done.completed_at.date() if done else None
+
+    def view(state: str, note: str | None = None, retained: Iterable[Retained] = ()) -> None:
+        out.views.append(
+            _view(
+                rid,
+                req,
+                today,
+                state,
+                note,
+                retained=retained,
+                kind=SubjectKind.USER,
+                reingested=completed_on is not None and state != "completed",
+            )
+        )
+
+    if system is None or system.permissions is None:
+        view("blocked", "no system in policies/systems.yaml declares permissions")
+        return
+    if rid in observed.users_in_access:
+        out.warnings.append(
+            f"{rid} erases a platform user who is still in policies/access.yaml: the two "
+            "disagree; remove the user from policies/access.yaml too"
+        )
+        view("blocked", "the user is still in policies/access.yaml")
+        return
+    obs = observed.systems.get(system.name)
+    if obs is None or obs.error:
+        view("blocked", f"cannot read {system.name}: {obs.error if obs else 'not observed'}")
+        return
+    r = _Req(rid, req, [system.name], completed_on)
+    for table in children_first(
+        System(system.name, system.role, system.url, tables=system.user_data), obs.schema
+    ):
+        spec = system.user_data[table]
+        m = obs.matches.get((rid, table))
+        if m is None or not m.keys:
+            continue
+        if spec.erasure is not ErasureStrategy.DELETE:
+            r.retained.append(
+                Retained(
+                    system.name,
+                    table,
+                    len(m.keys),
+                    spec.reason or "",
+                    masked=spec.erasure is ErasureStrategy.MASK,
+                )
+            )
+        if not m.pending:
+            continue
+        action = Action.DELETE_ROWS if spec.erasure is ErasureStrategy.DELETE else Action.MASK_ROWS
+        r.erase.append(
+            Change(
+                id=f"{action.value}:{system.name}:{rid}:{table}",
+                action=action,
+                system=system.name,
+                target=table,
+                reason=_reingested(r) or "user data created by the platform",
+                params={"table": table, "user_data": "true"},
+                request=rid,
+                rows=len(m.pending),
+                depends_on=tuple(c.id for c in r.erase),
+            )
+        )
+    roles = obs.matches.get((rid, system.permissions.table))
+    if completed_on and not r.erase and not (roles and roles.pending):
+        view("completed", f"completed {completed_on}", r.retained)
+        return
+    tables = [
+        t
+        for t, spec in sorted(system.user_data.items())
+        if spec.erasure in (ErasureStrategy.DELETE, ErasureStrategy.MASK)
+    ] + [system.permissions.table]
+    verify = Change(
+        id=f"verify:{system.name}:{rid}",
+        action=Action.VERIFY,
+        system=system.name,
+        target=", ".join(tables),
+        reason="no roles left; user data deleted or masked",
+        params={"tables": ",".join(tables), "user_data": "true"},
+        request=rid,
+        depends_on=tuple(c.id for c in r.erase) + removals,
+    )
+    receipt = [
+        {
+            "system": x.system,
+            "table": x.table,
+            "rows": x.rows,
+            "reason": x.reason,
+            "masked": x.masked,
+        }
+        for x in r.retained
+    ]
+    complete = Change(
+        id=f"complete:dsr:{rid}",
+        action=Action.COMPLETE,
+        system="dsr",
+        target="receipt in the audit log",
+        reason=_reingested(r) or "all steps done",
+        params={"retained": json.dumps(receipt, sort_keys=True), "systems": system.name},
+        request=rid,
+        depends_on=(verify.id,),
+    )
+    out.changes += [*r.erase, verify, complete]
+    view("pending", None, r.retained)
 
 
 def _match(observed: Observed, system: str, rid: str, table: str) -> Match | None:

@@ -15,19 +15,20 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from reconciler.actions import Action
 from reconciler.connectors import Connector
 from reconciler.errors import DsrError
+from reconciler.exports import TableRows, build_package, expire_package, resolve_outbox
 from reconciler.identity import IdentityKey, hash_identity
 from reconciler.masking import mask_value
-from reconciler.model import Desired, Match, Observed, System
+from reconciler.model import Desired, Match, Observed, SubjectKind, System
 from reconciler.plan import Change, Plan
-from reconciler.store import AuditEvent, AuditRecord, StateStore, Tombstone
+from reconciler.store import AuditEvent, AuditRecord, ExportRecord, StateStore, Tombstone
 
 SUCCEEDED, FAILED, SKIPPED, WAITING = "succeeded", "failed", "skipped", "waiting"
 REFRESH_TIMEOUT = 3600  # seconds a refresh command may run
@@ -160,6 +161,10 @@ def _carry_out(
         return _complete(change, ctx, run_id, result), {}
     if action is Action.AWAIT_SOURCE:
         return Outcome(change, WAITING, rows=change.rows, message=change.reason), {}
+    if action is Action.BUILD_EXPORT:
+        return _build_export(change, ctx)
+    if action is Action.EXPIRE_EXPORT:
+        return _expire_export(change, ctx)
     system = ctx.desired.systems.get(change.system)
     if system is None:
         raise DsrError(f"system {change.system} is no longer in policies/systems.yaml")
@@ -179,7 +184,7 @@ def _carry_out(
         return _refresh(change, system, conn, ctx), {}
     if action is Action.VERIFY:
         return _verify(change, ctx)
-    table = system.tables[p["table"]]
+    table = (system.user_data if p.get("user_data") else system.tables)[p["table"]]
     assert table.primary_key
     if action is Action.DELETE_ROWS:
         keys = _match(ctx.observed, change).pending
@@ -312,6 +317,59 @@ def _complete(change: Change, ctx: Context, run_id: str, result: ApplyResult) ->
     return Outcome(change, SUCCEEDED)
 
 
+def _build_export(change: Change, ctx: Context) -> tuple[Outcome, dict[str, Any]]:
+    """Reads the subject's rows as they are now and writes the package, once."""
+    rid = change.request or ""
+    request = ctx.desired.requests[rid]
+    user = request.subject_kind is SubjectKind.USER
+    tables = []
+    for name, table, _rows in json.loads(change.params["tables"]):
+        system = ctx.desired.systems[name]
+        obs = ctx.observed.systems[name]
+        m = obs.matches.get((rid, table), Match())
+        if user and system.permissions is not None and table == system.permissions.table:
+            columns: tuple[str, ...] = (system.permissions.user, system.permissions.role)
+            rows = sorted(m.keys)
+        else:
+            spec = (system.user_data if user else system.tables)[table]
+            assert spec.primary_key and obs.schema is not None
+            columns = tuple(obs.schema.tables[table])
+            at = columns.index(spec.primary_key)
+            found = ctx.connectors[name].select_where_in(table, columns, spec.primary_key, m.keys)
+            rows = sorted(found, key=lambda row: repr(row[at]))
+        tables.append(TableRows(name, table, columns, tuple(tuple(r) for r in rows)))
+    now = ctx.clock()
+    expires = now + timedelta(days=ctx.desired.settings.expire_after_days)
+    outbox = resolve_outbox(ctx.workspace, ctx.desired.settings.outbox)
+    info = build_package(
+        outbox, rid, tables, generated_at=now, extra={"expires_at": expires.isoformat()}
+    )
+    path = info.path.relative_to(ctx.workspace).as_posix()
+    ctx.store.record_export(ExportRecord(rid, path, info.manifest_sha256, info.rows, now, expires))
+    details = {
+        "path": path,
+        "manifest_sha256": info.manifest_sha256,
+        "files": info.files,
+        "expires_at": expires.isoformat(),
+    }
+    return Outcome(change, SUCCEEDED, rows=info.rows), details
+
+
+def _expire_export(change: Change, ctx: Context) -> tuple[Outcome, dict[str, Any]]:
+    rid = change.request or ""
+    record = ctx.store.exports().get(rid)
+    if record is None:
+        raise DsrError(f"{rid}: no export was recorded")
+    outbox = resolve_outbox(ctx.workspace, ctx.desired.settings.outbox)
+    deleted = expire_package(outbox, rid)
+    ctx.store.record_export(replace(record, expired_at=ctx.clock()))
+    return Outcome(change, SUCCEEDED), {
+        "path": record.path,
+        "deleted": deleted,
+        "manifest_sha256": record.manifest_sha256,
+    }
+
+
 def _record_request_states(plan: Plan, result: ApplyResult, ctx: Context) -> None:
     by_request: dict[str, list[Outcome]] = defaultdict(list)
     for o in result.outcomes:
@@ -325,7 +383,15 @@ def _record_request_states(plan: Plan, result: ApplyResult, ctx: Context) -> Non
         waiting = [
             o for o in outcomes if o.status == WAITING and o.change.action is Action.AWAIT_SOURCE
         ]
-        if done:
+        finished = {o.change.action for o in outcomes if o.status == SUCCEEDED} & {
+            Action.BUILD_EXPORT,
+            Action.EXPIRE_EXPORT,
+        }
+        if Action.EXPIRE_EXPORT in finished:
+            state, detail = "expired", None
+        elif Action.BUILD_EXPORT in finished:
+            state, detail = "ready", None
+        elif done:
             state, detail = "completed", None
         elif waiting:
             state = "waiting"

@@ -514,6 +514,16 @@ def _check_systems(doc: Document) -> list[Diagnostic]:
         tables: dict[str, Any] = system.get("tables", {})
         for table_name, table in tables.items():
             problems += _check_table(doc, (*at, "tables", table_name), table, name, tables)
+        for table_name in system.get("user_data", {}):
+            where = (*at, "user_data", table_name)
+            if "permissions" not in system:
+                problems.append(
+                    doc.problem(where, "user data belongs on the system that declares permissions")
+                )
+            if table_name in tables:
+                problems.append(
+                    doc.problem(where, f"'{table_name}' is already mapped under tables")
+                )
     return problems
 
 
@@ -737,6 +747,17 @@ def _build_systems(data: dict[str, Any]) -> dict[str, System]:
             refresh=_build_refresh(spec["refresh"]) if "refresh" in spec else None,
             tables={t: _build_table(t, table) for t, table in spec.get("tables", {}).items()},
             permissions=PermissionsMap(**spec["permissions"]) if "permissions" in spec else None,
+            user_data={
+                t: _build_table(
+                    t,
+                    {
+                        "primary_key": table["primary_key"],
+                        "identities": {"email": table["user"]},
+                        "on_erasure": table["on_erasure"],
+                    },
+                )
+                for t, table in spec.get("user_data", {}).items()
+            },
         )
         for name, spec in data.items()
     }

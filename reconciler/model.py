@@ -276,16 +276,40 @@ class RefreshStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportStatus:
+    """An export package dsr built (from the state store): built once, expired later."""
+
+    request_id: str
+    path: str  # workspace-relative
+    manifest_sha256: str
+    rows: int
+    built_at: datetime
+    expires_at: datetime
+    expired_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Observed:
     systems: dict[str, ObservedSystem]
     completed: dict[str, Completed] = field(default_factory=dict)
     refreshes: dict[str, RefreshStatus] = field(default_factory=dict)
+    exports: dict[str, ExportStatus] = field(default_factory=dict)
+    # User erasures whose subject is still a user in policies/access.yaml (found by keyed
+    # hash, so the planner never needs the key): the two requests disagree.
+    users_in_access: frozenset[str] = frozenset()
 
     def digests(self) -> dict[str, str]:
         out = {name: obs.digest for name, obs in sorted(self.systems.items())}
         if self.completed:
             out["dsr:completed"] = digest_of(
                 sorted((c.request_id, c.completed_at.isoformat()) for c in self.completed.values())
+            )
+        if self.exports:
+            out["dsr:exports"] = digest_of(
+                sorted(
+                    (e.request_id, e.manifest_sha256, str(e.expired_at))
+                    for e in self.exports.values()
+                )
             )
         return out
 

@@ -12,8 +12,15 @@ from collections.abc import Mapping
 from reconciler.connectors import Connector
 from reconciler.errors import ConnectorError
 from reconciler.identity import IdentityKey
-from reconciler.model import Completed, Desired, Observed, ObservedSystem, RefreshStatus
-from reconciler.subjects import erasure_subjects, find_subjects
+from reconciler.model import (
+    Completed,
+    Desired,
+    ExportStatus,
+    Observed,
+    ObservedSystem,
+    RefreshStatus,
+)
+from reconciler.subjects import find_subjects, pending_subjects, users_in_access
 
 
 def observe(
@@ -23,9 +30,11 @@ def observe(
     *,
     completed: Mapping[str, Completed] | None = None,
     refreshes: Mapping[str, RefreshStatus] | None = None,
+    exports: Mapping[str, ExportStatus] | None = None,
 ) -> Observed:
     completed = dict(completed or {})
-    subjects = erasure_subjects(desired, completed)
+    exports = dict(exports or {})
+    subjects = pending_subjects(desired, completed, exports)
     systems: dict[str, ObservedSystem] = {}
     for name, system in sorted(desired.systems.items()):
         perms = None
@@ -45,4 +54,10 @@ def observe(
             matches=findings.matches,
             error=error or findings.error,
         )
-    return Observed(systems, completed=completed, refreshes=dict(refreshes or {}))
+    return Observed(
+        systems,
+        completed=completed,
+        refreshes=dict(refreshes or {}),
+        exports=exports,
+        users_in_access=users_in_access(desired, key),
+    )

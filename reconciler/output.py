@@ -67,6 +67,10 @@ def summary(plan: Plan) -> str:
             if n
         ] or ["verify and record"]
         parts.append(f"{_n(len(erasing), 'erasure')} ({', '.join(counts)})")
+    if kinds[Action.BUILD_EXPORT]:
+        parts.append(f"{_n(kinds[Action.BUILD_EXPORT], 'export')} built")
+    if kinds[Action.EXPIRE_EXPORT]:
+        parts.append(f"{_n(kinds[Action.EXPIRE_EXPORT], 'export')} expired")
     if kinds[Action.REFRESH]:
         parts.append(_n(kinds[Action.REFRESH], "refresh").replace("refreshs", "refreshes"))
     role_changes = sum(kinds[a] for a in PERMISSION_ACTIONS)

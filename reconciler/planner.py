@@ -12,6 +12,7 @@ from datetime import datetime
 
 from reconciler.actions import Action
 from reconciler.erasure import plan_erasures
+from reconciler.exporting import plan_exports
 from reconciler.model import Access, Desired, Observed
 from reconciler.plan import Change, Plan
 
@@ -46,16 +47,18 @@ def plan(
                 system.name, desired.access, obs.permissions, limit, changes, warnings, errors
             )
 
-    erasures = plan_erasures(desired, observed, now.date())
+    removals = tuple(c.id for c in changes if c.action is Action.REMOVE_USER)
+    erasures = plan_erasures(desired, observed, now.date(), removals)
+    exports = plan_exports(desired, observed, now)
     return Plan(
         workspace=desired.settings.workspace,
         created_at=now.isoformat(timespec="seconds"),
         desired_digest=desired.digest,
         observed_digests=observed.digests(),
-        changes=tuple(changes + erasures.changes),
-        warnings=tuple(warnings + erasures.warnings),
-        errors=tuple(errors + erasures.errors),
-        requests=tuple(erasures.views),
+        changes=tuple(changes + erasures.changes + exports.changes),
+        warnings=tuple(warnings + erasures.warnings + exports.warnings),
+        errors=tuple(errors + erasures.errors + exports.errors),
+        requests=tuple(sorted(erasures.views + exports.views, key=lambda v: v.id)),
     )
 
 

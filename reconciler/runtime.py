@@ -15,7 +15,7 @@ from pathlib import Path
 from reconciler.connectors import Connector, connect
 from reconciler.identity import IdentityKey
 from reconciler.loader import load_workspace
-from reconciler.model import Completed, Desired, Observed, RefreshStatus
+from reconciler.model import Completed, Desired, ExportStatus, Observed, RefreshStatus
 from reconciler.observe import observe
 from reconciler.store import StateStore, open_store
 
@@ -72,7 +72,15 @@ def observe_all(
         r.system: RefreshStatus(r.system, r.at, r.status, r.message)
         for r in store.last_refreshes().values()
     }
-    observed = observe(desired, connectors, key, completed=completed, refreshes=refreshes)
+    exports = {
+        e.request_id: ExportStatus(
+            e.request_id, e.path, e.manifest_sha256, e.rows, e.built_at, e.expires_at, e.expired_at
+        )
+        for e in store.exports().values()
+    }
+    observed = observe(
+        desired, connectors, key, completed=completed, refreshes=refreshes, exports=exports
+    )
     now = utcnow()
     for name, obs in observed.systems.items():
         store.record_observation(name, now=now, digest=obs.digest, error=obs.error)

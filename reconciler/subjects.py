@@ -12,10 +12,11 @@ primary keys, counts and booleans. This module must not write to any system.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.approvals import approval_status
 from reconciler.connectors import Connector
 from reconciler.connectors.schema import ForeignKeyInfo, SchemaInfo
 from reconciler.errors import ConnectorError
@@ -39,25 +40,32 @@ class Subject:
     request_id: str
     identities: tuple[tuple[str, str], ...]  # (type, keyed hash)
     systems: tuple[str, ...] | None  # None: every system
+    kind: SubjectKind = SubjectKind.CUSTOMER
 
     def in_scope(self, system: str) -> bool:
         return self.systems is None or system in self.systems
 
 
-def erasure_subjects(desired: Desired, completed: Mapping[str, Completed]) -> list[Subject]:
-    """Every subject whose erasure is desired: open requests and completed ones (tombstones),
-    even when their request file is gone."""
+def pending_subjects(
+    desired: Desired, completed: Mapping[str, Completed], built: Collection[str]
+) -> list[Subject]:
+    """Every subject dsr must look for: erasures, open and completed (tombstones, even when
+    their request file is gone), and approved exports not yet built."""
     out: dict[str, Subject] = {}
     for c in completed.values():
-        if c.subject_kind == SubjectKind.CUSTOMER.value:
-            out[c.request_id] = Subject(c.request_id, c.identities, c.systems)
+        out[c.request_id] = Subject(
+            c.request_id, c.identities, c.systems, SubjectKind(c.subject_kind)
+        )
     for r in desired.requests.values():
-        if r.type is not RequestType.ERASURE or r.subject_kind is not SubjectKind.CUSTOMER:
-            continue
         if r.cancelled and r.id not in completed:
             out.pop(r.id, None)
             continue
-        out[r.id] = Subject(r.id, tuple((i.type, i.hash) for i in r.identities), r.systems)
+        if r.type is RequestType.EXPORT and (
+            r.id in built or not approval_status(r, desired.access)[0]
+        ):
+            continue
+        identities = tuple((i.type, i.hash) for i in r.identities)
+        out[r.id] = Subject(r.id, identities, r.systems, r.subject_kind)
     return [out[k] for k in sorted(out)]
 
 
@@ -73,48 +81,90 @@ def find_subjects(
 ) -> SystemFindings:
     """Reflects the system's schema and finds every subject's rows in every mapped table."""
     here = [s for s in subjects if s.in_scope(system.name)]
-    if not here or not system.tables:
+    customers = [s for s in here if s.kind is SubjectKind.CUSTOMER]
+    users = [s for s in here if s.kind is SubjectKind.USER]
+    if not (customers and system.tables) and not (users and system.permissions):
         return SystemFindings(None, {})
     try:
-        schemas = {t.rpartition(".")[0] or None for t in system.tables}
+        schemas = {t.rpartition(".")[0] or None for t in {**system.tables, **system.user_data}}
         schema = conn.reflect(schemas)
-        return SystemFindings(schema, _scan_system(system, conn, here, key, schema))
+        matches = _scan_system(system.name, system.tables, conn, customers, key, schema)
+        if users and system.permissions is not None:
+            matches |= _scan_system(system.name, system.user_data, conn, users, key, schema)
+            matches |= _find_roles(system, conn, users, key)
+        return SystemFindings(schema, matches)
     except ConnectorError as exc:
         return SystemFindings(None, {}, error=str(exc))
 
 
+def _find_roles(
+    system: System, conn: Connector, users: list[Subject], key: IdentityKey
+) -> dict[tuple[str, str], Match]:
+    """The roles each user subject holds in the permissions table: keys are (user, role)."""
+    assert system.permissions is not None
+    index = _index(users)
+    found: dict[str, set[Any]] = defaultdict(set)
+    for user, role in conn.read_permissions(system.permissions):
+        for r in index.get(("email", hash_identity("email", user, key)), ()):
+            found[r].add((user, role))
+    table = system.permissions.table
+    return {(r, table): Match(frozenset(k), frozenset(k)) for r, k in found.items()}
+
+
+def _index(subjects: list[Subject]) -> dict[tuple[str, str], set[str]]:
+    index: dict[tuple[str, str], set[str]] = defaultdict(set)  # (type, hash) -> requests
+    for s in subjects:
+        for pair in s.identities:
+            index[pair].add(s.request_id)
+    return index
+
+
+def users_in_access(desired: Desired, key: IdentityKey) -> frozenset[str]:
+    """User erasures whose subject is still a user in policies/access.yaml."""
+    if desired.access is None:
+        return frozenset()
+    listed = {hash_identity("email", u, key) for u in desired.access.users}
+    return frozenset(
+        r.id
+        for r in desired.requests.values()
+        if r.type is RequestType.ERASURE
+        and r.subject_kind is SubjectKind.USER
+        and any(i.type == "email" and i.hash in listed for i in r.identities)
+    )
+
+
 def _scan_system(
-    system: System,
+    system: str,
+    tables: Mapping[str, Table],
     conn: Connector,
     subjects: list[Subject],
     key: IdentityKey,
     schema: SchemaInfo,
 ) -> dict[tuple[str, str], Match]:
-    index: dict[tuple[str, str], set[str]] = defaultdict(set)  # (type, hash) -> requests
-    for s in subjects:
-        for pair in s.identities:
-            index[pair].add(s.request_id)
+    if not subjects or not tables:
+        return {}
+    index = _index(subjects)
 
     # Columns whose values children need: data-map links and database foreign keys.
     needed: dict[str, set[str]] = defaultdict(set)
-    for t in system.tables.values():
+    for t in tables.values():
         if t.subject:
             needed[t.subject.table].add(t.subject.references)
     incoming: dict[str, list[ForeignKeyInfo]] = defaultdict(list)
     for fk in schema.foreign_keys:
-        if fk.referred_table in system.tables and len(fk.columns) == 1:
+        if fk.referred_table in tables and len(fk.columns) == 1:
             incoming[fk.referred_table].append(fk)
             needed[fk.referred_table].add(fk.referred_columns[0])
 
     # per (table, column): value -> requests whose matched rows hold it
     values: dict[tuple[str, str], dict[Any, set[str]]] = defaultdict(lambda: defaultdict(set))
     matches: dict[tuple[str, str], Match] = {}
-    for table in parents_first(system.tables):
-        spec = system.tables[table]
+    for table in parents_first(tables):
+        spec = tables[table]
         if spec.kind is TableKind.AUDIT_LOG or not spec.primary_key:
             continue
         if table not in schema.tables:
-            raise ConnectorError(system.name, f"table {table} (in the data map) does not exist")
+            raise ConnectorError(system, f"table {table} (in the data map) does not exist")
         extra = sorted(needed[table] | set(spec.mask))
         found: dict[str, set[Any]] = defaultdict(set)
         unmasked: dict[str, set[Any]] = defaultdict(set)

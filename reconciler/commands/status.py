@@ -8,8 +8,10 @@ from datetime import datetime
 
 import click
 
+from reconciler.approvals import approval_status
 from reconciler.commands import workspace
 from reconciler.deadlines import days_left
+from reconciler.model import RequestType
 from reconciler.runtime import utcnow
 
 
@@ -27,6 +29,7 @@ def command(ctx: click.Context) -> None:
         refreshed = store.last_refreshes()
         states = store.request_states()
         tombstones = store.tombstones()
+        exports = store.exports()
         last = store.last_run()
     today = utcnow().date()
     click.echo(f"workspace {ws.desired.settings.workspace}")
@@ -61,6 +64,15 @@ def command(ctx: click.Context) -> None:
                 due = f"due {req.due} (OVERDUE by {-left} days)"
         if rid in tombstones and state.endswith("completed"):
             detail = f"completed {_when(tombstones[rid].completed_at)}"
+        built = exports.get(rid)
+        if built is not None and built.expired_at is not None:
+            state, detail = "expired", f"package deleted {_when(built.expired_at)}"
+        elif built is not None:
+            state, detail = "ready", f"{built.path} (expires {_when(built.expires_at)})"
+        elif req is not None and req.type is RequestType.EXPORT and not req.cancelled:
+            approved, why = approval_status(req, ws.desired.access)
+            if not approved:
+                state, detail = "awaiting approval", why
         line = f"  {rid:<22} {kind:<8} {state:<18} {due}"
         click.echo(line + (f"  {detail}" if detail else ""))
     click.echo("")

@@ -1,0 +1,126 @@
+"""Planning exports: a pure function from export requests, their approvals and what the
+state store says was built, to build and expire actions.
+
+An export is built once its approval counts (an admin in policies/access.yaml, not the
+requester, on or after the request was received), exactly once, and expired after
+`exports.expire_after_days` (or at once when the request is cancelled). No I/O here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from reconciler.actions import Action
+from reconciler.approvals import approval_status
+from reconciler.deadlines import days_left
+from reconciler.erasure import ErasurePlan
+from reconciler.model import (
+    Desired,
+    Observed,
+    Request,
+    RequestType,
+    SubjectKind,
+    TableKind,
+)
+from reconciler.plan import Change, RequestView
+
+
+def plan_exports(desired: Desired, observed: Observed, now: datetime) -> ErasurePlan:
+    out = ErasurePlan()
+    today = now.date()
+    for rid, req in sorted(desired.requests.items()):
+        if req.type is not RequestType.EXPORT:
+            continue
+
+        def view(state: str, note: str | None, req: Request = req) -> None:
+            out.views.append(
+                RequestView(
+                    id=req.id,
+                    type=req.type.value,
+                    subject_kind=req.subject_kind.value,
+                    state=state,
+                    due=req.due.isoformat(),
+                    days_left=days_left(req.due, today),
+                    note=note,
+                )
+            )
+
+        built = observed.exports.get(rid)
+        if built is not None and built.expired_at is not None:
+            view("expired", f"expired {built.expired_at:%Y-%m-%d}; the audit record stays")
+            continue
+        if built is not None:
+            if req.cancelled or now >= built.expires_at:
+                why = (
+                    "the request was cancelled"
+                    if req.cancelled
+                    else (
+                        f"expired {built.expires_at:%Y-%m-%d} "
+                        f"(exports.expire_after_days {desired.settings.expire_after_days})"
+                    )
+                )
+                out.changes.append(
+                    Change(
+                        id=f"expire_export:dsr:{rid}",
+                        action=Action.EXPIRE_EXPORT,
+                        system="dsr",
+                        target=built.path,
+                        reason=why,
+                        request=rid,
+                    )
+                )
+            view("ready", f"ready: {built.path} (expires {built.expires_at:%Y-%m-%d})")
+            continue
+        if req.cancelled:
+            view("cancelled", f"cancelled: {req.cancelled}")
+            continue
+        approved, why = approval_status(req, desired.access)
+        if not approved:
+            view("awaiting_approval", why)
+            continue
+        tables, problem = _tables(desired, observed, req)
+        if problem:
+            view("blocked", problem)
+            continue
+        out.changes.append(
+            Change(
+                id=f"build_export:dsr:{rid}",
+                action=Action.BUILD_EXPORT,
+                system="dsr",
+                target=f"{desired.settings.outbox}/{rid}.zip",
+                reason=f"{why}; {len(tables)} tables",
+                params={"tables": json.dumps(tables)},
+                request=rid,
+                rows=sum(n for _, _, n in tables),
+            )
+        )
+        view("pending", why)
+    return out
+
+
+def _tables(
+    desired: Desired, observed: Observed, req: Request
+) -> tuple[list[tuple[str, str, int]], str | None]:
+    """(system, table, rows) of the subject in every table an export includes."""
+    found: list[tuple[str, str, int]] = []
+    user = req.subject_kind is SubjectKind.USER
+    for name, system in sorted(desired.systems.items()):
+        if req.systems and name not in req.systems:
+            continue
+        if user and system.permissions is None:
+            continue
+        obs = observed.systems.get(name)
+        if obs is not None and obs.error:
+            return [], f"cannot read {name}: {obs.error}"
+        if obs is None:
+            continue
+        mapped = system.user_data if user else system.tables
+        names = [t for t, spec in sorted(mapped.items()) if spec.kind is not TableKind.AUDIT_LOG]
+        if user and system.permissions is not None:
+            names.append(system.permissions.table)
+        for t in names:
+            m = obs.matches.get((req.id, t))
+            if m is not None and m.keys:
+                found.append((name, t, len(m.keys)))
+    return found, None
