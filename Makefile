@@ -36,7 +36,19 @@ demo: $(STAMP)
 	$(DEMO_PY) pick-subject --workspace $(WS) --in both \
 		| $(DEMO_PY) owner-delete shop --workspace $(WS)
 	$(DSR) apply --auto-approve
-	@echo "== 5. converged: nothing left to do"
+	@echo "== 5. dave, removed from the platform in step 2, is erased as a user: his user data goes"
+	echo dave@contoso.example | $(DSR) new erasure --kind user --email - \
+		--requested-by privacy@contoso.example --id DSR-DEMO-0003
+	@echo "== 6. two exports: one approved by a tenant admin, one only by its own requester"
+	$(DEMO_PY) pick-subject --workspace $(WS) --in export | $(DSR) new export --email - \
+		--requested-by privacy@contoso.example --id DSR-DEMO-0004
+	$(DSR) approve DSR-DEMO-0004 --by erin@contoso.example
+	$(DEMO_PY) pick-subject --workspace $(WS) --in export-2 | $(DSR) new export --email - \
+		--requested-by ben@contoso.example --id DSR-DEMO-0005
+	$(DSR) approve DSR-DEMO-0005 --by ben@contoso.example
+	$(DSR) plan
+	$(DSR) apply --auto-approve
+	@echo "== 7. converged: nothing left to do"
 	$(DSR) plan --detailed-exitcode
 	$(DSR) status
 	$(DSR) audit verify

@@ -660,7 +660,7 @@ def pick_subject(workspace: Path, where: str) -> str:
         ]
         logged = [email for email in fits if _normal_email(email) in in_logs]
         chosen = (logged or fits)[:1]
-    elif where in ("both", "export"):
+    elif where in ("both", "export", "export-2"):
         both = [
             str(row["email"])
             for row in customers
@@ -668,10 +668,11 @@ def pick_subject(workspace: Path, where: str) -> str:
             and _normal_email(row["email"]) in in_shop
             and _normal_email(row["email"]) in consented
         ]
-        # `export`: the next such customer, so the demo exports someone it does not erase.
-        chosen = both[:1] if where == "both" else both[1:2]
+        # `export`, `export-2`: the next such customers, whom the demo exports, not erases.
+        at = {"both": 0, "export": 1, "export-2": 2}[where]
+        chosen = both[at : at + 1]
     else:
-        raise DsrError(f"unknown place {where!r}: expected crm-only, both or export")
+        raise DsrError(f"unknown place {where!r}: expected crm-only, both, export or export-2")
     if not chosen:
         raise DsrError(f"no demo customer fits --in {where} (seed {seed})")
     return chosen[0]
@@ -791,10 +792,10 @@ def refresh_command(system: str, workspace: Path) -> None:
 @click.option(
     "--in",
     "where",
-    type=click.Choice(["crm-only", "both", "export"]),
+    type=click.Choice(["crm-only", "both", "export", "export-2"]),
     required=True,
     help="crm-only: in the CRM alone, with orders; both: in the CRM and the shop; "
-    "export: another customer in both, for the export walk-through.",
+    "export, export-2: other customers in both, for the export walk-through.",
 )
 @WORKSPACE_OPTION
 def pick_subject_command(where: str, workspace: Path) -> None:

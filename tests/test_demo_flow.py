@@ -4,11 +4,15 @@ anything dsr printed or wrote (request files, state store, audit log)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+from reconciler.exports import verify_package
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,9 +50,23 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
             text=True,
             check=True,
         ).stdout.strip()
-        for which in ("crm-only", "both")
+        for which in ("crm-only", "both", "export", "export-2")
     ]
-    assert all("@" in s for s in subjects)
+    assert all("@" in s for s in subjects) and len(set(subjects)) == 4
+    erased, exported = subjects[:2], subjects[2:]
+
+    # One export was approved by a tenant admin and built; the other waits for approval.
+    package = ws / "state/outbox/DSR-DEMO-0004.zip"
+    assert verify_package(package) == []
+    assert sorted(p.name for p in (ws / "state/outbox").iterdir()) == ["DSR-DEMO-0004.zip"]
+    with zipfile.ZipFile(package) as z:
+        customers = json.loads(z.read("crm/customers.json"))
+    assert [c["email"] for c in customers] == [exported[0]]
+    # The platform user erased in the demo has no user data left.
+    with sqlite3.connect(ws / "state/demo/insights.db") as db:
+        assert db.execute(
+            "SELECT count(*) FROM segments WHERE created_by = 'dave@contoso.example'"
+        ).fetchone() == (0,)
 
     written = [output]
     for path in (ws / "policies").rglob("*.yaml"):
@@ -57,7 +75,7 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
         for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
             written += [repr(row) for row in db.execute(f'SELECT * FROM "{table}"')]
     blob = "\n".join(written).lower()
-    for email in subjects:
+    for email in subjects:  # outside the outbox, no subject's address appears anywhere
         assert email.lower() not in blob
         assert email.split("@")[0].lower() not in blob
 
@@ -76,4 +94,4 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
         with sqlite3.connect(ws / f"state/demo/{system}.db") as db:
             for q in queries:
                 values = {str(v).strip().lower() for (v,) in db.execute(q)}
-                assert not values & {s.lower() for s in subjects}, (system, q)
+                assert not values & {s.lower() for s in erased}, (system, q)
