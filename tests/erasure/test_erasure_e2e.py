@@ -101,6 +101,20 @@ def build_schema(url: str, *, orders_fk: str = "SET NULL") -> None:
         sa.Column("actor", s),
         sa.Column("event", s),
     )
+    sa.Table(
+        "user_roles",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("user_email", s, nullable=False),
+        sa.Column("role", sa.String(20), nullable=False),
+    )
+    sa.Table(
+        "segments",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", s, nullable=False),
+        sa.Column("created_by", s, nullable=False),
+    )
     engine = create_engine(url)
     meta.create_all(engine)
     t = meta.tables
@@ -176,6 +190,23 @@ def build_schema(url: str, *, orders_fk: str = "SET NULL") -> None:
                 {"id": 4, "actor": "ops@contoso.example", "event": "deploy"},
             ],
         )
+        conn.execute(
+            t["user_roles"].insert(),
+            [
+                {"user_email": "erin@contoso.example", "role": "admin"},
+                {"user_email": "ana.admin@contoso.example", "role": "admin"},
+                {"user_email": "ben@contoso.example", "role": "viewer"},
+                {"user_email": "dave@contoso.example", "role": "contributor"},
+            ],
+        )
+        conn.execute(
+            t["segments"].insert(),
+            [
+                {"id": 1, "name": "vip", "created_by": "dave@contoso.example"},
+                {"id": 2, "name": "churn", "created_by": "dave@contoso.example"},
+                {"id": 3, "name": "new", "created_by": "erin@contoso.example"},
+            ],
+        )
         for stmt in REFRESH:
             conn.execute(sa.text(stmt))
     engine.dispose()
@@ -219,6 +250,9 @@ systems:
     refresh:
       sql:
 {statements}
+    permissions: {{table: user_roles, user: user_email, role: role}}
+    user_data:
+      segments: {{primary_key: id, user: created_by, on_erasure: delete}}
     tables:
       profiles: {{primary_key: id, identities: {{email: email}}, on_erasure: delete}}
       consent: {{primary_key: id, identities: {{email: email}}, on_erasure: delete}}
