@@ -251,26 +251,7 @@ def _plan_user(
         request=rid,
         depends_on=tuple(c.id for c in r.erase) + removals,
     )
-    receipt = [
-        {
-            "system": x.system,
-            "table": x.table,
-            "rows": x.rows,
-            "reason": x.reason,
-            "masked": x.masked,
-        }
-        for x in r.retained
-    ]
-    complete = Change(
-        id=f"complete:dsr:{rid}",
-        action=Action.COMPLETE,
-        system="dsr",
-        target="receipt in the audit log",
-        reason=_reingested(r) or "all steps done",
-        params={"retained": json.dumps(receipt, sort_keys=True), "systems": system.name},
-        request=rid,
-        depends_on=(verify.id,),
-    )
+    complete = _complete(r, (verify.id,))
     out.changes += [*r.erase, verify, complete]
     view("pending", None, r.retained)
 
@@ -485,7 +466,17 @@ def _plan_rest(
         )
         for name, table, m in logs
     ]
-    receipt = [
+    complete = _complete(r, tuple(c.id for c in verifies + purges))
+    out.changes += verifies + purges + [complete]
+    if r.awaits:
+        out.views.append(view("waiting", f"waiting on {', '.join(c.system for c in r.awaits)}"))
+    else:
+        out.views.append(view("pending"))
+
+
+def _complete(r: _Req, depends_on: tuple[str, ...]) -> Change:
+    """Recording completion: the receipt (with what was retained, and why) and the tombstone."""
+    retained = [
         {
             "system": x.system,
             "table": x.table,
@@ -495,21 +486,16 @@ def _plan_rest(
         }
         for x in r.retained
     ]
-    complete = Change(
+    return Change(
         id=f"complete:dsr:{r.id}",
         action=Action.COMPLETE,
         system="dsr",
         target="receipt in the audit log",
         reason=_reingested(r) or "all steps done",
-        params={"retained": json.dumps(receipt, sort_keys=True), "systems": ",".join(r.systems)},
+        params={"retained": json.dumps(retained, sort_keys=True), "systems": ",".join(r.systems)},
         request=r.id,
-        depends_on=tuple(c.id for c in verifies + purges),
+        depends_on=depends_on,
     )
-    out.changes += verifies + purges + [complete]
-    if r.awaits:
-        out.views.append(view("waiting", f"waiting on {', '.join(c.system for c in r.awaits)}"))
-    else:
-        out.views.append(view("pending"))
 
 
 def _holds(system: System, observed: Observed, rid: str) -> bool:
