@@ -7,6 +7,7 @@ from the environment (see `resolve_key` callers at the edges).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 from reconciler.errors import DsrError
 from reconciler.model import Sensitive, Settings
+
+_NOT_DIGIT = re.compile(r"\D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,17 +34,27 @@ class IdentityKey:
 def normalise(kind: str, value: str) -> Sensitive:
     """E-mail: trimmed and lower-cased. Phone: digits with a leading `+`. Others: trimmed."""
     raw = value.reveal() if isinstance(value, Sensitive) else value
-    if kind == "email":
-        return Sensitive(raw.strip().lower())
-    if kind == "phone":
-        return Sensitive("+" + re.sub(r"\D", "", raw))
-    return Sensitive(raw.strip())
+    return Sensitive(_normal(kind, raw))
 
 
 def hash_identity(kind: str, value: str, key: IdentityKey) -> str:
-    normal = normalise(kind, value).reveal()
-    digest = hmac.new(key.secret, f"{kind}:{normal}".encode(), hashlib.sha256).hexdigest()
-    return f"hmac-sha256:{key.key_id}:{digest}"
+    raw = value.reveal() if isinstance(value, Sensitive) else value
+    digest = _keyed(key.secret).copy()  # the key's HMAC state is computed once, not per row
+    digest.update(f"{kind}:{_normal(kind, raw)}".encode())
+    return f"hmac-sha256:{key.key_id}:{digest.hexdigest()}"
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
+def _normal(kind: str, raw: str) -> str:
+    if kind == "email":
+        return raw.strip().lower()
+    if kind == "phone":
+        return "+" + _NOT_DIGIT.sub("", raw)
+    return raw.strip()
 
 
 def resolve_key(settings: Settings, environ: Mapping[str, str] | None = None) -> IdentityKey:
