@@ -85,16 +85,16 @@ def plan_erasures(
         if view is not None:
             out.views.append(view)
             continue
-        kind = req.subject_kind.value if req else done.subject_kind if done else "customer"
-        if kind == SubjectKind.USER.value:
-            _plan_user(desired, observed, rid, req, done, today, removals, out)
-            continue
         if req is None:
             assert done is not None
             out.warnings.append(
                 f"{rid}: the request file is gone, but the erasure completed on "
                 f"{done.completed_at:%Y-%m-%d} stays in force (its tombstone is in the state store)"
             )
+        kind = req.subject_kind.value if req else done.subject_kind if done else "customer"
+        if kind == SubjectKind.USER.value:
+            _plan_user(desired, observed, rid, req, done, today, removals, out)
+            continue
         wanted = req.systems if req else done.systems if done else None
         scope = sorted(n for n in desired.systems if not wanted or n in wanted)
         r = _Req(rid, req, scope, done.completed_at.date() if done else None)
@@ -375,10 +375,9 @@ def _plan_refreshes(
             reason=reason,
             params={},
             rows=0,
-            depends_on=tuple(
-                [i for u in changed for i in erased_at.get(u, [])]
-                + [refreshes[u].id for u in changed if u in refreshes]
-            ),
+            # Its place in the plan puts it after every source change; it does not need them
+            # to succeed (one failed erasure must not hold back every other request's).
+            depends_on=tuple(refreshes[u].id for u in changed if u in refreshes),
         )
     out.changes += [c for r in active for c in r.erase + r.awaits]
     out.changes += refreshes.values()

@@ -28,9 +28,11 @@ from reconciler.identity import IdentityKey, hash_identity
 from reconciler.masking import mask_value
 from reconciler.model import Desired, Match, Observed, SubjectKind, System
 from reconciler.plan import Change, Plan
+from reconciler.redact import withhold_values
 from reconciler.store import AuditEvent, AuditRecord, ExportRecord, StateStore, Tombstone
 
 SUCCEEDED, FAILED, SKIPPED, WAITING = "succeeded", "failed", "skipped", "waiting"
+PERMISSION_ACTIONS = (Action.GRANT_ROLE, Action.REVOKE_ROLE, Action.REMOVE_USER)
 REFRESH_TIMEOUT = 3600  # seconds a refresh command may run
 
 
@@ -75,6 +77,9 @@ class Context:
     clock: Callable[[], datetime]
     _fresh: Observed | None = None
 
+    def __post_init__(self) -> None:
+        self._fresh = self.observed  # made under the lock, just now: fresh until a write
+
     def fresh(self) -> Observed:
         if self._fresh is None:
             self._fresh = self.reobserve()
@@ -113,10 +118,12 @@ def apply(
                 outcome = Outcome(change, FAILED, message=str(exc))
             if change.action.writes and outcome.status == SUCCEEDED:
                 ctx.changed()
-            journal_status = "skipped" if outcome.status == WAITING else outcome.status
-            store.journal(run_id, change.id, journal_status, now=clock(), message=outcome.message)
+            # The audit record first: a run killed between the two leaves a journal entry
+            # still "started", which recovery closes unless this record already exists.
             if outcome.status in (SUCCEEDED, FAILED) and change.action is not Action.COMPLETE:
                 _audit(ctx, run_id, change, outcome, details)
+            journal_status = "skipped" if outcome.status == WAITING else outcome.status
+            store.journal(run_id, change.id, journal_status, now=clock(), message=outcome.message)
         if outcome.status != SUCCEEDED:
             blockers[change.id] = (_why(outcome), outcome.status in (FAILED, SKIPPED))
         result.outcomes.append(outcome)
@@ -148,7 +155,7 @@ def _audit(
             target=audit_target(change, ctx.key),
             outcome=outcome.status,
             request=change.request,
-            details={"rows": outcome.rows, **details, **extra},
+            details={"change": change.id, "rows": outcome.rows, **details, **extra},
         )
     )
 
@@ -250,7 +257,7 @@ def _run_command(argv: list[str], cwd: Path) -> None:
         raise DsrError(f"refresh command {argv[0]!r} could not run: {exc}") from None
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        last = lines[-1][:300] if lines else "no output"
+        last = withhold_values(lines[-1][:300]) if lines else "no output"
         raise DsrError(f"refresh command exited with {done.returncode}: {last}")
 
 
@@ -278,7 +285,12 @@ def _complete(change: Change, ctx: Context, run_id: str, result: ApplyResult) ->
     """Writes the receipt to the audit log and the tombstone to the state store."""
     rid = change.request or ""
     records = ctx.store.audit_records(rid)
-    last = max((i for i, r in enumerate(records) if r.action == Action.COMPLETE.value), default=-1)
+    # Since the last completion the tombstone points at: if a run died between writing a
+    # receipt and its tombstone, the next receipt covers that run's work again.
+    previous = ctx.observed.completed.get(rid)
+    tombstones = ctx.store.tombstones()
+    receipt_hash = tombstones[rid].receipt_hash if rid in tombstones else None
+    last = max((i for i, r in enumerate(records) if r.hash == receipt_hash), default=-1)
     since = [r for r in records[last + 1 :] if r.outcome == SUCCEEDED]
     tables: dict[str, dict[str, Any]] = defaultdict(dict)
     for r in since:
@@ -302,10 +314,11 @@ def _complete(change: Change, ctx: Context, run_id: str, result: ApplyResult) ->
         "refreshes": refreshes,
         "verified": verified,
         "reingested": change.reason.startswith("re-ingested"),
+        # Steps a killed run may or may not have carried out; verification covered them.
+        "interrupted": [r.target for r in records[last + 1 :] if r.outcome == "interrupted"],
     }
     record = _audit(ctx, run_id, change, Outcome(change, SUCCEEDED), {"receipt": receipt})
     request = ctx.desired.requests.get(rid)
-    previous = ctx.observed.completed.get(rid)
     if request is not None:
         identities = tuple((i.type, i.hash) for i in request.identities)
         kind, systems = request.subject_kind.value, request.systems
@@ -323,9 +336,10 @@ def _build_export(change: Change, ctx: Context) -> tuple[Outcome, dict[str, Any]
     request = ctx.desired.requests[rid]
     user = request.subject_kind is SubjectKind.USER
     tables = []
+    observed = ctx.fresh()  # rows as they are now: refreshes may have renumbered platform rows
     for name, table, _rows in json.loads(change.params["tables"]):
         system = ctx.desired.systems[name]
-        obs = ctx.observed.systems[name]
+        obs = observed.systems[name]
         m = obs.matches.get((rid, table), Match())
         if user and system.permissions is not None and table == system.permissions.table:
             columns: tuple[str, ...] = (system.permissions.user, system.permissions.role)
@@ -407,22 +421,32 @@ def recover_interrupted(store: StateStore, *, clock: Callable[[], datetime]) -> 
     """Closes runs that were killed: a change journalled as started but never finished gets
     an audit record saying so (its effect, if any, is seen by the next observation)."""
     closed = []
-    for run in store.unfinished_runs():
+    runs = store.unfinished_runs()
+    audited = (
+        {(r.run_id, r.details.get("change")) for r in store.audit_records()} if runs else set()
+    )
+    for run in runs:
         entries = store.journal_entries(run.run_id)
         finished = {e.change_id for e in entries if e.status != "started"}
         for entry in entries:
-            if entry.status == "started" and entry.change_id not in finished:
-                action, rest = entry.change_id.split(":", 1) if ":" in entry.change_id else ("", "")
-                store.append_audit(
-                    AuditEvent(
-                        at=clock(),
-                        run_id=run.run_id,
-                        action=action,
-                        system=rest.split(":")[0],
-                        target=f"change {entry.change_id}",
-                        outcome="interrupted",
-                    )
+            if entry.status != "started" or entry.change_id in finished:
+                continue
+            if (run.run_id, entry.change_id) in audited:
+                continue  # carried out and audited; killed before the journal said so
+            action, system, *rest = entry.change_id.split(":") + ["", ""]
+            per_request = action not in (a.value for a in PERMISSION_ACTIONS + (Action.REFRESH,))
+            store.append_audit(
+                AuditEvent(
+                    at=clock(),
+                    run_id=run.run_id,
+                    action=action,
+                    system=system,
+                    target=f"change {entry.change_id}",
+                    outcome="interrupted",
+                    request=rest[0] if per_request and rest[0] else None,
+                    details={"change": entry.change_id, "rows": "unknown (interrupted)"},
                 )
+            )
         store.end_run(run.run_id, "interrupted", now=clock())
         closed.append(run.run_id)
     return closed

@@ -547,6 +547,14 @@ def _check_table(
                 (*at, "on_erasure"), "needs 'identities' or 'subject' to find the subject's rows"
             )
         )
+    if "identities" in table and subject is not None:
+        problems.append(
+            doc.problem(
+                (*at, "subject"),
+                "a table is found either by 'identities' or by a 'subject' link, not both; "
+                "map the link alone (rows reached through it are the subject's)",
+            )
+        )
     if kind == "system_log" and "identities" not in table:
         problems.append(
             doc.problem(at, "a system_log table needs 'identities' to find the subject's log rows")

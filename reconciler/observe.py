@@ -59,5 +59,5 @@ def observe(
         completed=completed,
         refreshes=dict(refreshes or {}),
         exports=exports,
-        users_in_access=users_in_access(desired, key),
+        users_in_access=users_in_access(desired, key, completed),
     )

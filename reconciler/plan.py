@@ -87,11 +87,28 @@ class Plan:
 
     @property
     def id(self) -> str:
-        """Identifies what the plan would do and what it was made from (not when)."""
+        """Identifies everything the plan says (not when it was made): any edit to a saved
+        plan's changes, parameters, dependencies, warnings or errors changes its id."""
         return digest_of(
             {
                 "desired": self.desired_digest,
                 "observed": self.observed_digests,
-                "changes": [c.id for c in self.changes],
+                "changes": [
+                    [
+                        c.id,
+                        c.action.value,
+                        c.system,
+                        c.target,
+                        c.reason,
+                        sorted(c.params.items()),
+                        c.request,
+                        c.rows,
+                        list(c.depends_on),
+                    ]
+                    for c in self.changes
+                ],
+                "warnings": list(self.warnings),
+                "errors": list(self.errors),
+                "requests": [repr(v) for v in self.requests],
             }
         )[7:23]

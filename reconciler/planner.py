@@ -55,7 +55,9 @@ def plan(
         created_at=now.isoformat(timespec="seconds"),
         desired_digest=desired.digest,
         observed_digests=observed.digests(),
-        changes=tuple(changes + erasures.changes + exports.changes),
+        # Exports first: a package holds the subject's data as it was before this run erased
+        # anything (an export and an erasure of the same person may be applied together).
+        changes=tuple(exports.changes + changes + erasures.changes),
         warnings=tuple(warnings + erasures.warnings + exports.warnings),
         errors=tuple(errors + erasures.errors + exports.errors),
         requests=tuple(sorted(erasures.views + exports.views, key=lambda v: v.id)),

@@ -119,17 +119,26 @@ def _index(subjects: list[Subject]) -> dict[tuple[str, str], set[str]]:
     return index
 
 
-def users_in_access(desired: Desired, key: IdentityKey) -> frozenset[str]:
-    """User erasures whose subject is still a user in policies/access.yaml."""
+def users_in_access(
+    desired: Desired, key: IdentityKey, completed: Mapping[str, Completed]
+) -> frozenset[str]:
+    """User erasures, open or completed, whose subject is (again) a user in access.yaml."""
     if desired.access is None:
         return frozenset()
     listed = {hash_identity("email", u, key) for u in desired.access.users}
-    return frozenset(
-        r.id
+    erasures = {
+        c.request_id: c.identities
+        for c in completed.values()
+        if c.subject_kind == SubjectKind.USER.value
+    } | {
+        r.id: tuple((i.type, i.hash) for i in r.identities)
         for r in desired.requests.values()
-        if r.type is RequestType.ERASURE
-        and r.subject_kind is SubjectKind.USER
-        and any(i.type == "email" and i.hash in listed for i in r.identities)
+        if r.type is RequestType.ERASURE and r.subject_kind is SubjectKind.USER
+    }
+    return frozenset(
+        rid
+        for rid, identities in erasures.items()
+        if any(kind == "email" and h in listed for kind, h in identities)
     )
 
 
@@ -157,7 +166,7 @@ def _scan_system(
             needed[fk.referred_table].add(fk.referred_columns[0])
 
     # per (table, column): value -> requests whose matched rows hold it
-    values: dict[tuple[str, str], dict[Any, set[str]]] = defaultdict(lambda: defaultdict(set))
+    values: dict[tuple[str, str], Linked] = defaultdict(Linked)
     matches: dict[tuple[str, str], Match] = {}
     for table in parents_first(tables):
         spec = tables[table]
@@ -175,7 +184,7 @@ def _scan_system(
                     unmasked[r].add(pk)
                 for col in needed[table]:
                     if row[col] is not None:
-                        values[(table, col)][row[col]].add(r)
+                        values[(table, col)].add(row[col], r)
         refs = _references(conn, incoming[table], values, table) if found else {}
         for r, keys in found.items():
             matches[(r, table)] = Match(
@@ -190,7 +199,7 @@ def _rows_of(
     spec: Table,
     conn: Connector,
     index: Mapping[tuple[str, str], set[str]],
-    values: Mapping[tuple[str, str], Mapping[Any, set[str]]],
+    values: Mapping[tuple[str, str], Linked],
     extra: list[str],
     key: IdentityKey,
 ) -> Iterable[tuple[Any, set[str], dict[str, Any]]]:
@@ -212,33 +221,61 @@ def _rows_of(
                     yield row[spec.primary_key], reqs, row
     elif spec.subject:
         link = spec.subject
-        by_value = values.get((link.table, link.references), {})
-        if not by_value:
+        parents = values.get((link.table, link.references))
+        if not parents:
             return
         cols = list(dict.fromkeys([spec.primary_key, link.column, *extra]))
-        for raw in conn.select_where_in(spec.name, cols, link.column, list(by_value)):
+        for raw in conn.select_where_in(spec.name, cols, link.column, parents.raw):
             row = dict(zip(cols, raw, strict=True))
-            yield row[spec.primary_key], set(by_value.get(row[link.column], ())), row
+            yield row[spec.primary_key], parents.requests(row[link.column]), row
 
 
 def _references(
     conn: Connector,
     fks: list[ForeignKeyInfo],
-    values: Mapping[tuple[str, str], Mapping[Any, set[str]]],
+    values: Mapping[tuple[str, str], Linked],
     table: str,
 ) -> dict[str, dict[str, int]]:
     """Per request, per `child.column`: rows that reference this table's matched rows."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for fk in fks:
-        by_value = values.get((table, fk.referred_columns[0]), {})
-        if not by_value:
+        parents = values.get((table, fk.referred_columns[0]))
+        if not parents:
             continue
         col = fk.columns[0]
-        for (ref,) in conn.select_where_in(fk.table, [col], col, list(by_value)):
-            for r in by_value.get(ref, ()):
+        for (ref,) in conn.select_where_in(fk.table, [col], col, parents.raw):
+            for r in parents.requests(ref):
                 name = f"{fk.table}.{col}"
                 out[r][name] = out[r].get(name, 0) + 1
     return out
+
+
+class Linked:
+    """The values of one column in the matched rows of a table, and whose rows hold them.
+
+    Children are queried with the raw values; the rows the database returns are matched
+    back on a common form, because the database compared the two columns on its own terms
+    (an INT against a VARCHAR, a case-insensitive collation, CHAR padding)."""
+
+    def __init__(self) -> None:
+        self.raw: list[Any] = []
+        self._by_key: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, value: Any, request: str) -> None:
+        key = _link_key(value)
+        if key not in self._by_key:
+            self.raw.append(value)
+        self._by_key[key].add(request)
+
+    def requests(self, value: Any) -> set[str]:
+        return set(self._by_key.get(_link_key(value), ()))
+
+    def __bool__(self) -> bool:
+        return bool(self.raw)
+
+
+def _link_key(value: Any) -> str:
+    return str(value).rstrip().casefold()
 
 
 def _pending(spec: Table, keys: set[Any], unmasked: set[Any]) -> set[Any]:

@@ -141,3 +141,37 @@ def test_interrupted_run_is_closed_and_audited(tmp_path: Path) -> None:
         assert store.verify_audit() == []
     finally:
         store.close()
+
+
+def test_recovery_does_not_duplicate_an_audited_change(tmp_path: Path) -> None:
+    from reconciler.store import AuditEvent
+
+    store = open_store(f"sqlite:///{tmp_path}/dsr.db")
+    try:
+        run = store.begin_run("p1", now=NOW)
+        done = "delete_rows:crm:DSR-1:customers"
+        store.journal(run, done, "started", now=NOW)
+        store.append_audit(
+            AuditEvent(
+                NOW,
+                run,
+                "delete_rows",
+                "crm",
+                "customers",
+                "succeeded",
+                "DSR-1",
+                {"change": done, "rows": 1},
+            )
+        )
+        lost = "mask_rows:crm:DSR-1:orders"
+        store.journal(run, lost, "started", now=NOW)
+        # ... killed: the first change was audited, the second not ...
+        executor.recover_interrupted(store, clock=lambda: NOW)
+        records = store.audit_records("DSR-1")
+        assert [(r.action, r.outcome) for r in records] == [
+            ("delete_rows", "succeeded"),
+            ("mask_rows", "interrupted"),
+        ]
+        assert records[1].details["change"] == lost
+    finally:
+        store.close()

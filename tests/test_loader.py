@@ -515,6 +515,26 @@ def test_value_problems_read_well_and_never_echo_a_url(tmp_path: Path) -> None:
                 " 'customer_id': it links the row to the subject (subject.column)"
             ],
         ),
+        (
+            """
+            systems:
+              crm:
+                role: source
+                url: env:A
+                tables:
+                  customers: {primary_key: id, identities: {email: email}, on_erasure: delete}
+                  orders:
+                    primary_key: id
+                    identities: {email: email}
+                    subject: {column: customer_id, references: customers.id}
+                    on_erasure: delete
+            """,
+            [
+                "10: systems.crm.tables.orders.subject: a table is found either by 'identities'"
+                " or by a 'subject' link, not both; map the link alone (rows reached through it"
+                " are the subject's)"
+            ],
+        ),
     ],
     ids=[
         "source-ingests",
@@ -526,6 +546,7 @@ def test_value_problems_read_well_and_never_echo_a_url(tmp_path: Path) -> None:
         "audit-log-erased",
         "system-log-without-identities",
         "mask-subject-column",
+        "identities-and-subject",
     ],
 )
 def test_systems_cross_references(tmp_path: Path, systems: str, expected: list[str]) -> None:

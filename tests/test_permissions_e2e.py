@@ -121,6 +121,15 @@ def test_edited_plan_file_is_refused(demo_workspace: Path, tmp_path: Path) -> No
     result = dsr(demo_workspace, "apply", str(saved), "--auto-approve")
     assert result.exit_code == 1
     assert "edited after it was made" in result.output
+    # Editing what a change does (not just which changes there are) is caught too.
+    assert dsr(demo_workspace, "plan", "--out", str(saved)).exit_code == 0
+    data = json.loads(saved.read_text())
+    data["changes"][0]["params"] = {"user": "mallory@evil.example", "role": "admin"}
+    saved.write_text(json.dumps(data))
+    result = dsr(demo_workspace, "apply", str(saved), "--auto-approve")
+    assert result.exit_code == 1
+    assert "edited after it was made" in result.output
+    assert ("mallory@evil.example", "admin") not in roles(demo_workspace)
 
 
 def test_plan_json_validates_against_schema_and_round_trips(demo_workspace: Path) -> None:

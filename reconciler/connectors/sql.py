@@ -28,6 +28,7 @@ from sqlalchemy.types import TypeEngine
 from reconciler.connectors.schema import ColumnInfo, ForeignKeyInfo, SchemaInfo
 from reconciler.errors import ConnectorError, DsrError
 from reconciler.model import PermissionsMap, System
+from reconciler.redact import withhold_values
 
 T = TypeVar("T")
 RETRIES = 3
@@ -508,4 +509,4 @@ def _first_line(exc: BaseException) -> str:
     line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     for pattern, replacement in _VALUES_IN_MESSAGES:
         line = pattern.sub(replacement, line)
-    return line
+    return withhold_values(line)

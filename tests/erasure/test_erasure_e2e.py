@@ -490,3 +490,58 @@ def test_legal_hold_stops_erasure(env: Env) -> None:
     assert "[held]" in held.output and "litigation hold" in held.output
     assert env.dsr("apply", "--auto-approve").exit_code == 0
     assert env.rows("SELECT count(*) FROM customers") == [(4,)]
+
+
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    url = f"sqlite:///{tmp_path}/systems.db"
+    monkeypatch.setenv("DSR_TEST_DB", url)
+    monkeypatch.setenv("DSR_IDENTITY_KEY", "test-identity-key")
+    ws = tmp_path / "ws"
+    (ws / "policies/requests").mkdir(parents=True)
+    (ws / "dsr.yaml").write_text(
+        "workspace: test\nidentity: {key: env:DSR_IDENTITY_KEY, key_id: t1}\n"
+    )
+    (ws / "policies/systems.yaml").write_text(systems_yaml())
+    build_schema(url)
+    return Env(ws, url, [])
+
+
+def test_one_failed_erasure_does_not_hold_back_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = sqlite_env(tmp_path, monkeypatch)
+    env.execute(
+        "CREATE TRIGGER keep_ana BEFORE DELETE ON customers WHEN OLD.id = 1 "
+        "BEGIN SELECT RAISE(ABORT, 'customer 1 is locked by billing'); END"
+    )
+    env.file(ANA, "DSR-T-ANA")
+    env.file(KEEP[0], "DSR-T-CARL")
+    result = env.dsr("apply", "--auto-approve")
+    assert result.exit_code == 1
+    states = env.dsr("status").output
+    assert re.search(r"DSR-T-CARL\s+erasure\s+completed", states), states
+    assert re.search(r"DSR-T-ANA\s+erasure\s+blocked", states)
+    # CARL's erasure went all the way: refreshed away from the platform and verified.
+    assert KEEP[0] not in {r[0] for r in env.rows("SELECT email FROM profiles")}
+
+
+def test_linked_rows_are_found_across_column_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = sqlite_env(tmp_path, monkeypatch)
+    env.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, customer_ref VARCHAR(10), body TEXT)")
+    env.execute("INSERT INTO notes VALUES (1, '1', 'a'), (2, '1', 'b'), (3, '3', 'c')")
+    (env.ws / "policies/systems.yaml").write_text(
+        systems_yaml().replace(
+            "      order_lines:",
+            "      notes:\n        primary_key: id\n"
+            "        subject: {column: customer_ref, references: customers.id}\n"
+            "        on_erasure: delete\n      order_lines:",
+        )
+    )
+    env.file(ANA, "DSR-T-ANA")
+    data = plan_json(env)
+    notes = [c for c in data["changes"] if c["target"] == "notes"]  # type: ignore[union-attr, index]
+    assert [(n["action"], n["rows"]) for n in notes] == [("delete_rows", 2)]
+    assert env.dsr("apply", "--auto-approve").exit_code == 0
+    assert env.rows("SELECT id FROM notes") == [(3,)]

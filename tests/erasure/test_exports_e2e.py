@@ -268,3 +268,38 @@ def test_platform_user_export_and_erasure(env: Env) -> None:
         if '"complete"' in line
     ]
     assert receipt[0]["details"]["receipt"]["tables"] == {"insights.segments": {"deleted": 1}}
+
+    # Someone adds the erased user back to access.yaml (and the request file is gone): the
+    # tombstone and access.yaml disagree, and dsr does neither until a person decides.
+    (env.ws / "policies/requests/DSR-U-BEN.yaml").unlink()
+    access.write_text(ACCESS)
+    env.execute(
+        "INSERT INTO segments (id, name, created_by) VALUES (5, 'c', 'ben@contoso.example')"
+    )
+    disagree = env.dsr("plan")
+    assert "still in policies/access.yaml" in disagree.output
+    assert "DSR-U-BEN: the request file is gone" in disagree.output
+    assert "delete" not in [c["action"] for c in plan_json(env)["changes"]]  # type: ignore[union-attr, index]
+
+
+def test_export_and_erasure_in_one_run(env: Env) -> None:
+    """The export holds its own subject's rows even when an erasure in the same run makes
+    the platform rebuild (and renumber) its tables."""
+    file_export(env, ANA, "DSR-E-ANA")
+    approve(env, "DSR-E-ANA", "erin@contoso.example")
+    result = env.dsr(
+        "new",
+        "erasure",
+        "--email",
+        "-",
+        "--requested-by",
+        "dpo@contoso.example",
+        "--id",
+        "DSR-T-CARL",
+        input=KEEP[0] + "\n",
+    )
+    assert result.exit_code == 0
+    assert env.dsr("apply", "--auto-approve").exit_code == 0
+    path = package(env, "DSR-E-ANA")
+    for table in ("insights/profiles.json", "insights/consent.json"):
+        assert {str(r["email"]).lower() for r in read(path, table)} == {ANA.lower()}

@@ -98,3 +98,17 @@ def test_missing_table_and_column() -> None:
     assert [str(p) for p in problems] == [
         "policies/systems.yaml: systems.s.tables.gone: no table gone in s"
     ]
+
+
+def test_values_are_withheld_from_stored_messages() -> None:
+    from reconciler.redact import withhold_values
+
+    assert withhold_values('invalid input syntax for type bigint: "+55 12 3923-5555"') == (
+        'invalid input syntax for type bigint: "…"'
+    )
+    assert (
+        withhold_values("Duplicate entry 'c5@x.example' for key") == "Duplicate entry '…' for key"
+    )
+    assert "ana@example.com" not in withhold_values("raised by trigger for ana@example.com")
+    assert "7946" not in withhold_values("bad phone +44 20 7946 0123 here")
+    assert withhold_values("no such table: no_such_table") == "no such table: no_such_table"
