@@ -37,6 +37,8 @@ class Action(Enum):
         return self in _WRITES
 
 
+PERMISSION_ACTIONS = (Action.GRANT_ROLE, Action.REVOKE_ROLE, Action.REMOVE_USER)
+
 _VERBS = {
     Action.GRANT_ROLE: "grant",
     Action.REVOKE_ROLE: "revoke",

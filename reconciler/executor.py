@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler.actions import Action
+from reconciler.actions import PERMISSION_ACTIONS, Action
 from reconciler.connectors import Connector
 from reconciler.errors import DsrError
 from reconciler.exports import TableRows, build_package, expire_package, resolve_outbox
@@ -32,7 +32,6 @@ from reconciler.redact import withhold_values
 from reconciler.store import AuditEvent, AuditRecord, ExportRecord, StateStore, Tombstone
 
 SUCCEEDED, FAILED, SKIPPED, WAITING = "succeeded", "failed", "skipped", "waiting"
-PERMISSION_ACTIONS = (Action.GRANT_ROLE, Action.REVOKE_ROLE, Action.REMOVE_USER)
 REFRESH_TIMEOUT = 3600  # seconds a refresh command may run
 
 

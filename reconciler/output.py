@@ -10,10 +10,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from reconciler.actions import Action
+from reconciler.actions import PERMISSION_ACTIONS, Action
 from reconciler.plan import Change, Plan, RequestView
 
-PERMISSION_ACTIONS = (Action.GRANT_ROLE, Action.REVOKE_ROLE, Action.REMOVE_USER)
 _SIGN = {Action.GRANT_ROLE: "+", Action.REVOKE_ROLE: "-", Action.REMOVE_USER: "-"}
 
 

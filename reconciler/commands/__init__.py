@@ -26,3 +26,10 @@ def identity_key(ws: Workspace) -> IdentityKey:
             err=True,
         )
     return key
+
+
+max_revocations_option = click.option(
+    "--max-revocations",
+    type=click.IntRange(min=0),
+    help="Refuse a plan revoking more roles than this (default: dsr.yaml safety.max_revocations).",
+)

@@ -15,7 +15,7 @@ import click
 
 from reconciler import executor, output, planfile, planner
 from reconciler.actions import Action
-from reconciler.commands import identity_key, workspace
+from reconciler.commands import identity_key, max_revocations_option, workspace
 from reconciler.errors import DsrError, StalePlan
 from reconciler.model import Observed
 from reconciler.plan import Plan
@@ -45,11 +45,7 @@ _MARK = {
     show_default=True,
     help="Seconds to wait for another run's lock before failing.",
 )
-@click.option(
-    "--max-revocations",
-    type=click.IntRange(min=0),
-    help="Refuse a plan revoking more roles than this (default: dsr.yaml).",
-)
+@max_revocations_option
 @click.pass_context
 def command(
     ctx: click.Context,

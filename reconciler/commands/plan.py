@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from reconciler import output, planfile, planner
-from reconciler.commands import identity_key, workspace
+from reconciler.commands import identity_key, max_revocations_option, workspace
 from reconciler.runtime import observe_timed, utcnow
 
 
@@ -30,11 +30,7 @@ from reconciler.runtime import observe_timed, utcnow
     is_flag=True,
     help="Exit 0 when there are no changes, 2 when there are, 1 on error.",
 )
-@click.option(
-    "--max-revocations",
-    type=click.IntRange(min=0),
-    help="Refuse a plan revoking more roles than this (default: dsr.yaml).",
-)
+@max_revocations_option
 @click.pass_context
 def command(
     ctx: click.Context,

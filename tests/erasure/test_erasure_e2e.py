@@ -319,17 +319,22 @@ class Env:
         assert not re.search(r"ana\.subject|bea\.both", blob)
 
 
-@pytest.fixture
-def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    monkeypatch.setenv("DSR_TEST_DB", db_url)
+def make_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dsr_extra: str = "") -> Env:
+    """A workspace in tmp_path whose systems all live in the database at `url`."""
+    monkeypatch.setenv("DSR_TEST_DB", url)
     monkeypatch.setenv("DSR_IDENTITY_KEY", "test-identity-key")
     ws = tmp_path / "ws"
     (ws / "policies/requests").mkdir(parents=True)
     (ws / "dsr.yaml").write_text(
-        "workspace: test\nidentity: {key: env:DSR_IDENTITY_KEY, key_id: t1}\n"
+        "workspace: test\nidentity: {key: env:DSR_IDENTITY_KEY, key_id: t1}\n" + dsr_extra
     )
     (ws / "policies/systems.yaml").write_text(systems_yaml())
-    yield Env(ws, db_url, [])
+    return Env(ws, url, [])
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    yield make_env(db_url, tmp_path, monkeypatch)
 
 
 def plan_json(env: Env) -> dict[str, object]:
@@ -494,16 +499,8 @@ def test_legal_hold_stops_erasure(env: Env) -> None:
 
 def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     url = f"sqlite:///{tmp_path}/systems.db"
-    monkeypatch.setenv("DSR_TEST_DB", url)
-    monkeypatch.setenv("DSR_IDENTITY_KEY", "test-identity-key")
-    ws = tmp_path / "ws"
-    (ws / "policies/requests").mkdir(parents=True)
-    (ws / "dsr.yaml").write_text(
-        "workspace: test\nidentity: {key: env:DSR_IDENTITY_KEY, key_id: t1}\n"
-    )
-    (ws / "policies/systems.yaml").write_text(systems_yaml())
     build_schema(url)
-    return Env(ws, url, [])
+    return make_env(url, tmp_path, monkeypatch)
 
 
 def test_one_failed_erasure_does_not_hold_back_another(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from test_erasure_e2e import ANA, BEA, KEEP, Env, build_schema, plan_json, systems_yaml
+from test_erasure_e2e import ANA, BEA, KEEP, Env, build_schema, make_env, plan_json
 
 from reconciler.exports import verify_package
 
@@ -31,18 +31,11 @@ users:
 
 @pytest.fixture
 def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    monkeypatch.setenv("DSR_TEST_DB", db_url)
-    monkeypatch.setenv("DSR_IDENTITY_KEY", "test-identity-key")
-    ws = tmp_path / "ws"
-    (ws / "policies/requests").mkdir(parents=True)
-    (ws / "dsr.yaml").write_text(
-        "workspace: test\nidentity: {key: env:DSR_IDENTITY_KEY, key_id: t1}\n"
-        "exports: {outbox: state/outbox, expire_after_days: 7}\n"
+    e = make_env(
+        db_url, tmp_path, monkeypatch, "exports: {outbox: state/outbox, expire_after_days: 7}\n"
     )
-    (ws / "policies/systems.yaml").write_text(systems_yaml())
-    (ws / "policies/access.yaml").write_text(ACCESS)
+    (e.ws / "policies/access.yaml").write_text(ACCESS)
     build_schema(db_url)
-    e = Env(ws, db_url, [])
     # access.yaml removes dave (contributor) on the first apply; keep tests about exports.
     assert e.dsr("apply", "--auto-approve").exit_code == 0
     yield e
