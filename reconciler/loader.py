@@ -720,6 +720,7 @@ def _request_dates(doc: Document, problems: list[Diagnostic]) -> dict[JsonPath, 
 
 _SETTINGS_FIELDS = {  # (section, key) in dsr.yaml -> Settings field; absent: the model default
     ("state", "path"): "state_path",
+    ("state", "url"): "state_url",
     ("identity", "key"): "identity_key",
     ("identity", "key_id"): "identity_key_id",
     ("identity", "development_key"): "development_key",

@@ -136,6 +136,7 @@ class Access:
 class Settings:
     workspace: str
     state_path: str = "state/dsr.db"
+    state_url: str | None = None  # `env:NAME`: a shared (PostgreSQL) state store
     identity_key: str | None = None  # reference: `env:NAME`
     identity_key_id: str = "k1"
     development_key: str | None = None  # demo only: used (with a warning) when the env is unset

@@ -6,13 +6,19 @@ The edges live here so that each command module stays a few lines of parse, wire
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from reconciler.connectors import Connector, connect
+from reconciler.connectors.sql import with_shipped_driver
+from reconciler.errors import DsrError
 from reconciler.identity import IdentityKey
 from reconciler.loader import load_workspace
 from reconciler.model import Completed, Desired, ExportStatus, Observed, RefreshStatus
@@ -34,6 +40,17 @@ class Workspace:
         return cls(root, load_workspace(root))
 
     def store_url(self) -> str:
+        ref = self.desired.settings.state_url
+        if ref is not None:
+            value = os.environ.get(ref[4:])
+            if not value:
+                raise DsrError(
+                    f"the state store URL is not set: export {ref[4:]} (dsr.yaml state.url)"
+                )
+            try:
+                return with_shipped_driver(make_url(value)).render_as_string(hide_password=False)
+            except (ArgumentError, ValueError):
+                raise DsrError(f"{ref[4:]} is not a valid SQLAlchemy URL") from None
         path = Path(self.desired.settings.state_path)
         if not path.is_absolute():
             path = self.root / path

@@ -237,3 +237,29 @@ def test_status_shows_systems_and_last_run(demo_workspace: Path) -> None:
     after = dsr(demo_workspace, "status")
     assert "insights" in after.output and ": ok" in after.output
     assert "succeeded" in after.output
+
+
+def test_state_store_in_postgresql_shared_by_runners(
+    demo_workspace: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dsr.yaml `state.url`: the lock, journal and audit chain in a shared PostgreSQL
+    database (a driverless postgresql:// URL gets the psycopg driver dsr ships with)."""
+    settings = demo_workspace / "dsr.yaml"
+    settings.write_text(
+        settings.read_text().replace(
+            "state: {path: state/dsr.db}", "state: {url: env:DSR_STATE_URL}"
+        )
+    )
+    assert "env:DSR_STATE_URL" in settings.read_text()
+    unset = dsr(demo_workspace, "apply", "--auto-approve")
+    assert unset.exit_code == 1 and "export DSR_STATE_URL" in unset.output
+    monkeypatch.setenv(
+        "DSR_STATE_URL", postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    )
+    procs = [dsr_process(demo_workspace, "apply", "--auto-approve") for _ in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum("Apply complete: 3 changes" in o for o in outputs) == 1
+    assert not (demo_workspace / "state/dsr.db").exists()
+    verified = dsr(demo_workspace, "audit", "verify")
+    assert verified.exit_code == 0 and "3 records" in verified.output

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, CursorResult, Engine, Inspector, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Inspector, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
@@ -53,20 +53,27 @@ def resolve_url(system: System, workspace: Path) -> str:
         raise DsrError(
             f"system {system.name}: not a valid SQLAlchemy URL ({type(exc).__name__})"
         ) from None
-    # A URL without a driver gets the one dsr ships with (SQLAlchemy's default for
-    # postgresql:// is psycopg2, which is not installed).
-    driver = {
-        "postgresql": "postgresql+psycopg",
-        "mysql": "mysql+pymysql",
-        "mariadb": "mariadb+pymysql",
-    }
-    if parsed.drivername in driver:
-        parsed = parsed.set(drivername=driver[parsed.drivername])
+    parsed = with_shipped_driver(parsed)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database)
         if not path.is_absolute():
             parsed = parsed.set(database=str(workspace / path))
     return parsed.render_as_string(hide_password=False)
+
+
+_SHIPPED_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def with_shipped_driver(url: URL) -> URL:
+    """A URL without a driver gets the one dsr ships with (SQLAlchemy's default for
+    postgresql:// is psycopg2, which is not installed)."""
+    if url.drivername in _SHIPPED_DRIVERS:
+        return url.set(drivername=_SHIPPED_DRIVERS[url.drivername])
+    return url
 
 
 def create_engine(url: str) -> Engine:
