@@ -405,6 +405,10 @@ def test_full_flow(env: Env) -> None:
     assert tables["crm.orders"]["masked"] == 2
     assert tables["crm.order_lines"]["retained"] == 3
     assert tables["insights.system_logs"] == {"purged": 2}
+    text = env.dsr("audit", "show", "DSR-T-ANA").output
+    assert "RECEIPT DSR-T-ANA" in text
+    assert re.search(r"crm\.orders\s+masked 2, retained 2\s+bookkeeping obligation", text)
+    assert "verified absent or masked in: crm, insights, shop" in text
     assert env.dsr("audit", "verify").exit_code == 0
 
     # Suppression: the subject comes back through a re-sync and is erased again.
