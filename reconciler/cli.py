@@ -52,9 +52,9 @@ def cli(ctx: click.Context, workspace: Path | None) -> None:
 
 
 def _register() -> None:
-    from reconciler.commands import apply, approve, audit, new, plan, status, validate
+    from reconciler.commands import apply, approve, audit, init, new, plan, status, validate
 
-    for module in (validate, plan, apply, status, audit, new, approve):
+    for module in (init, validate, plan, apply, status, audit, new, approve):
         cli.add_command(module.command)
 
 
