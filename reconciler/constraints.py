@@ -6,49 +6,70 @@ runs, not as a database error halfway through. Pure: takes the reflected schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from reconciler.connectors.schema import ColumnInfo, SchemaInfo
 from reconciler.errors import Diagnostic
 from reconciler.masking import min_length
-from reconciler.model import MaskStrategy, System, TableKind
+from reconciler.model import MaskStrategy, System, Table, TableKind
 
 SYSTEMS_FILE = "policies/systems.yaml"
 
 
 def check_masks(system: System, schema: SchemaInfo) -> list[Diagnostic]:
+    """Every mapped table and column exists, and every mask fits its column: the customer
+    tables, the platform's user-data tables, and its permissions table."""
+    problems = _check_tables(system.name, system.tables, schema, f"systems.{system.name}.tables")
+    problems += _check_tables(
+        system.name, system.user_data, schema, f"systems.{system.name}.user_data"
+    )
+    perms = system.permissions
+    if perms is not None:
+        field = f"systems.{system.name}.permissions"
+        columns = schema.tables.get(perms.table)
+        if columns is None:
+            problems.append(
+                Diagnostic(SYSTEMS_FILE, None, field, f"no table {perms.table} in {system.name}")
+            )
+        else:
+            problems += [
+                Diagnostic(
+                    SYSTEMS_FILE, None, field, f"no column {c} in {system.name}.{perms.table}"
+                )
+                for c in (perms.user, perms.role)
+                if c not in columns
+            ]
+    return problems
+
+
+def _check_tables(
+    system: str, tables: Mapping[str, Table], schema: SchemaInfo, base: str
+) -> list[Diagnostic]:
     problems = []
-    base = f"systems.{system.name}.tables"
-    for name, spec in sorted(system.tables.items()):
+    for name, spec in sorted(tables.items()):
         if spec.kind is TableKind.AUDIT_LOG:
             continue
         columns = schema.tables.get(name)
         if columns is None:
             problems.append(
-                Diagnostic(
-                    SYSTEMS_FILE, None, f"{base}.{name}", f"no table {name} in {system.name}"
-                )
+                Diagnostic(SYSTEMS_FILE, None, f"{base}.{name}", f"no table {name} in {system}")
             )
             continue
         used = [spec.primary_key, *spec.identities.values(), *spec.mask]
         if spec.subject:
             used.append(spec.subject.column)
-        for col in sorted({c for c in used if c}):
-            if col not in columns:
-                problems.append(
-                    Diagnostic(
-                        SYSTEMS_FILE,
-                        None,
-                        f"{base}.{name}",
-                        f"no column {col} in {system.name}.{name}",
-                    )
-                )
+        problems += [
+            Diagnostic(SYSTEMS_FILE, None, f"{base}.{name}", f"no column {col} in {system}.{name}")
+            for col in sorted({c for c in used if c})
+            if col not in columns
+        ]
         for col, strategy in sorted(spec.mask.items()):
             info = columns.get(col)
             if info is not None:
                 field = f"{base}.{name}.on_erasure.mask.{col}"
-                where = f"{system.name}.{name}.{col}"
                 problems += [
                     Diagnostic(SYSTEMS_FILE, None, field, message)
-                    for message in _mask_problems(strategy, info, where)
+                    for message in _mask_problems(strategy, info, f"{system}.{name}.{col}")
                 ]
     return problems
 

@@ -180,7 +180,7 @@ def _plan_user(
                 note,
                 retained=retained,
                 kind=SubjectKind.USER,
-                reingested=completed_on is not None and state != "completed",
+                reingested=completed_on is not None and state in ("pending", "waiting"),
             )
         )
 
@@ -399,7 +399,7 @@ def _plan_rest(
             today,
             state,
             note,
-            reingested=r.completed_on is not None and state != "completed",
+            reingested=r.completed_on is not None and state in ("pending", "waiting"),
             retained=r.retained,
         )
 

@@ -23,7 +23,13 @@ from typing import Any
 from reconciler.actions import PERMISSION_ACTIONS, Action
 from reconciler.connectors import Connector
 from reconciler.errors import DsrError
-from reconciler.exports import TableRows, build_package, expire_package, resolve_outbox
+from reconciler.exports import (
+    TableRows,
+    build_package,
+    expire_package,
+    read_manifest,
+    resolve_outbox,
+)
 from reconciler.identity import IdentityKey, hash_identity
 from reconciler.masking import mask_value
 from reconciler.model import Desired, Match, Observed, SubjectKind, System
@@ -352,11 +358,15 @@ def _build_export(change: Change, ctx: Context) -> tuple[Outcome, dict[str, Any]
             rows = sorted(found, key=lambda row: repr(row[at]))
         tables.append(TableRows(name, table, columns, tuple(tuple(r) for r in rows)))
     now = ctx.clock()
-    expires = now + timedelta(days=ctx.desired.settings.expire_after_days)
+    days = timedelta(days=ctx.desired.settings.expire_after_days)
     outbox = resolve_outbox(ctx.workspace, ctx.desired.settings.outbox)
     info = build_package(
-        outbox, rid, tables, generated_at=now, extra={"expires_at": expires.isoformat()}
+        outbox, rid, tables, generated_at=now, extra={"expires_at": (now + days).isoformat()}
     )
+    # A package a killed run already published is finished, not rebuilt: its clock counts
+    # from when it was made, so finishing it late does not keep personal data longer.
+    now = datetime.fromisoformat(read_manifest(info.path)["generated_at"])
+    expires = now + days
     path = info.path.relative_to(ctx.workspace).as_posix()
     ctx.store.record_export(ExportRecord(rid, path, info.manifest_sha256, info.rows, now, expires))
     details = {

@@ -31,12 +31,6 @@ class IdentityKey:
         return f"IdentityKey(key_id={self.key_id!r}, secret=***, development={self.development})"
 
 
-def normalise(kind: str, value: str) -> Sensitive:
-    """E-mail: trimmed and lower-cased. Phone: digits with a leading `+`. Others: trimmed."""
-    raw = value.reveal() if isinstance(value, Sensitive) else value
-    return Sensitive(_normal(kind, raw))
-
-
 def hash_identity(kind: str, value: str, key: IdentityKey) -> str:
     raw = value.reveal() if isinstance(value, Sensitive) else value
     digest = _keyed(key.secret).copy()  # the key's HMAC state is computed once, not per row
@@ -50,6 +44,7 @@ def _keyed(secret: bytes) -> hmac.HMAC:
 
 
 def _normal(kind: str, raw: str) -> str:
+    """E-mail: trimmed and lower-cased. Phone: digits with a leading `+`. Others: trimmed."""
     if kind == "email":
         return raw.strip().lower()
     if kind == "phone":

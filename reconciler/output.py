@@ -27,10 +27,11 @@ class Row:
     note: str
 
 
-def header(plan: Plan, systems: int, seconds: float) -> str:
+def header(plan: Plan, systems: int, seconds: float, unreadable: int = 0) -> str:
+    failed = f" ({unreadable} could not be read)" if unreadable else ""
     return (
         f"dsr plan · workspace {plan.workspace} · {systems} "
-        f"system{'s' if systems != 1 else ''} observed in {seconds:.1f} s"
+        f"system{'s' if systems != 1 else ''} observed in {seconds:.1f} s{failed}"
     )
 
 
@@ -47,6 +48,15 @@ def summary(plan: Plan) -> str:
         if completed
         else ""
     )
+    blocked = (
+        f" {_n(len(plan.blocked), 'request')} blocked: "
+        + ", ".join(v.id for v in plan.blocked)
+        + "."
+        if plan.blocked
+        else ""
+    )
+    if not plan.has_changes and plan.blocked:
+        return "No changes can be made now." + blocked
     if not plan.has_changes:
         return "No changes. The actual state matches the desired state." + rechecked
     rows = Counter[Action]()
@@ -79,7 +89,7 @@ def summary(plan: Plan) -> str:
     waiting = [v for v in plan.requests if v.state == "waiting"]
     if waiting:
         text += f"; {_n(len(waiting), 'request')} waiting on a source"
-    return text + "." + rechecked
+    return text + "." + blocked + rechecked
 
 
 def _permission_groups(plan: Plan) -> Iterator[tuple[str, list[Change]]]:

@@ -86,6 +86,12 @@ class Plan:
         return not self.errors
 
     @property
+    def blocked(self) -> tuple[RequestView, ...]:
+        """Requests the plan cannot move (a system unreadable, a conflict to resolve): the
+        rest of the plan applies, but the run is not a success."""
+        return tuple(v for v in self.requests if v.state == "blocked")
+
+    @property
     def id(self) -> str:
         """Identifies everything the plan says (not when it was made): any edit to a saved
         plan's changes, parameters, dependencies, warnings or errors changes its id."""

@@ -120,8 +120,11 @@ def from_dict(data: dict[str, Any]) -> Plan:
 
 def write_plan(plan: Plan, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(plan))
-    tmp.replace(path)
+    try:
+        tmp.write_text(to_json(plan))
+        tmp.replace(path)
+    except OSError as exc:
+        raise DsrError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
 
 
 def read_plan(path: Path) -> Plan:

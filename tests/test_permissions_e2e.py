@@ -195,7 +195,7 @@ def test_audit_verify_detects_an_edited_record(demo_workspace: Path) -> None:
         db.execute("UPDATE audit SET outcome = 'failed' WHERE seq = 2")
     bad = dsr(demo_workspace, "audit", "verify")
     assert bad.exit_code == 1
-    assert "2" in bad.output
+    assert "audit record 2: content does not match its hash" in bad.output
 
 
 @pytest.mark.parametrize(

@@ -538,3 +538,27 @@ def test_init_scaffolds_a_valid_workspace_and_never_overwrites(tmp_path: Path) -
     again = CliRunner().invoke(cli, ["init", str(target)])
     assert again.exit_code == 1 and "never overwrites" in again.output
     assert (target / "dsr.yaml").read_text() == before
+
+
+def test_the_subject_is_never_recorded_as_the_requester(demo_workspace: Path) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "-C",
+            str(demo_workspace),
+            "new",
+            "erasure",
+            "--email",
+            "-",
+            "--requested-by",
+            "Jane@Example.com",
+        ],
+        input="jane@example.com\n",
+    )
+    assert result.exit_code == 1
+    assert "subject's own address" in result.output
+    assert not list((demo_workspace / "policies/requests").glob("*.yaml"))

@@ -84,12 +84,17 @@ def command(
             if not plan.can_apply:
                 click.echo(output.render_text(plan), nl=False)
                 raise DsrError("the plan is refused; nothing was changed")
-            if not plan.has_changes:
+            if not plan.has_changes and not plan.blocked:
                 click.echo("No changes. The actual state matches the desired state; nothing to do.")
                 return
+            unreadable = sum(1 for o in observed.systems.values() if o.error)
             click.echo(
-                output.render_text(plan, output.header(plan, len(observed.systems), seconds))
+                output.render_text(
+                    plan, output.header(plan, len(observed.systems), seconds, unreadable)
+                )
             )
+            if not plan.has_changes:
+                raise DsrError(blocked_message(plan))
             if not auto_approve:
                 confirm(len(plan.changes))
             context = executor.Context(
@@ -111,6 +116,8 @@ def command(
             f"(run {result.run_id})."
             + (f" Waiting on a source owner: {', '.join(pending)}." if pending else "")
         )
+        if plan.blocked:
+            raise DsrError(blocked_message(plan))
         return
     failed = [o for o in result.outcomes if o.status == executor.FAILED]
     skipped = [o for o in result.outcomes if o.status == executor.SKIPPED]
@@ -119,6 +126,10 @@ def command(
         f"{len(result.outcomes)} changes (run {result.run_id}); {done} carried out. "
         "Fix the cause and run dsr apply again"
     )
+
+
+def blocked_message(plan: Plan) -> str:
+    return "; ".join(f"{v.id} is blocked: {v.note}" for v in plan.blocked)
 
 
 def report(outcome: executor.Outcome) -> None:

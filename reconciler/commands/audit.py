@@ -27,6 +27,8 @@ def show(ctx: click.Context, request: str | None, as_json: bool) -> None:
     with ws.store() as store:
         records = store.audit_records(request)
     if not records:
+        if request and request not in ws.desired.requests:
+            raise DsrError(f"{request}: no such request (no request file and no audit records)")
         click.echo(f"no audit records{' for ' + request if request else ''}")
         return
     for r in records:

@@ -170,6 +170,12 @@ def _file_request(
         ref = settings.identity_key or ""
         click.echo(dev_key_warning(ref.removeprefix("env:") or "DSR_IDENTITY_KEY"), err=True)
     hashes = [(type_, hash_identity(type_, value, key)) for type_, value in identities]
+    if ("email", hash_identity("email", requested_by, key)) in hashes:
+        # Subjects often file their own requests; their address must not enter git that way.
+        raise DsrError(
+            "--requested-by is the subject's own address, which would be written in the clear: "
+            "name who files the request (a staff member or a ticket id) instead"
+        )
 
     request_id = request_id or _new_id(root, received_on)
     file = request_path(request_id)

@@ -45,7 +45,10 @@ def command(
     with ws.store() as store, ws.connectors() as connectors:
         observed, seconds = observe_timed(ws.desired, connectors, store, key)
     result = planner.plan(ws.desired, observed, now=utcnow(), max_revocations=max_revocations)
-    head = output.header(result, len(observed.systems), seconds)
+    unreadable = sum(1 for o in observed.systems.values() if o.error)
+    head = output.header(result, len(observed.systems), seconds, unreadable)
+    if out is not None:  # first: a plan that cannot be saved is an error before it is shown
+        planfile.write_plan(result, out)
     if fmt == "json":
         click.echo(planfile.to_json(result), nl=False)
     elif fmt == "markdown":
@@ -53,9 +56,8 @@ def command(
     else:
         click.echo(output.render_text(result, head), nl=False)
     if out is not None:
-        planfile.write_plan(result, out)
         click.echo(f"Saved plan {result.id} to {out}; apply it with: dsr apply {out}", err=True)
-    if not result.can_apply:
+    if not result.can_apply or result.blocked:
         ctx.exit(1)
     if detailed_exitcode and result.has_changes:
         ctx.exit(2)

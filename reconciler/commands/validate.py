@@ -35,16 +35,27 @@ def check_against_databases(ws: Workspace) -> list[str]:
     problems: list[Diagnostic] = []
     checked = []
     for name, system in sorted(ws.desired.systems.items()):
-        if not system.tables:
+        if not (system.tables or system.user_data or system.permissions):
             continue
         try:
             conn = connect(system, ws.root)
             try:
-                schema = conn.reflect({t.rpartition(".")[0] or None for t in system.tables})
+                names = {*system.tables, *system.user_data}
+                if system.permissions:
+                    names.add(system.permissions.table)
+                schema = conn.reflect({t.rpartition(".")[0] or None for t in names})
             finally:
                 conn.close()
         except DsrError as exc:
-            click.echo(f"note: {name} not checked against its database: {exc}", err=True)
+            problems.append(
+                Diagnostic(
+                    SYSTEMS_FILE,
+                    None,
+                    f"systems.{name}.url",
+                    f"cannot check against the database ({exc}); "
+                    "pass --offline to check the files only",
+                )
+            )
             continue
         checked.append(name)
         problems += check_masks(system, schema)

@@ -105,6 +105,11 @@ class SqlConnector:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            url = make_url(self._url)
+            file = url.database if url.get_backend_name() == "sqlite" else None
+            # SQLite would create an empty database and report its tables missing.
+            if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
+                raise ConnectorError(self.system, f"database file {file} does not exist")
             self._engine = create_engine(self._url)
         return self._engine
 
@@ -145,7 +150,8 @@ class SqlConnector:
     ) -> ConnectorError:
         """`what` failed; a callable `what` is asked only now, so it can say how far it got."""
         doing = what if isinstance(what, str) else what()
-        return ConnectorError(self.system, f"{doing}: {_first_line(exc)}", transient=transient)
+        reason = _connection_problem(exc, make_url(self._url)) or _first_line(exc)
+        return ConnectorError(self.system, f"{doing}: {reason}", transient=transient)
 
     # --- permissions -------------------------------------------------------------------
 
@@ -507,6 +513,25 @@ _VALUES_IN_MESSAGES = (
     (re.compile(r"Duplicate entry '.*' for key"), "Duplicate entry (value withheld) for key"),
     (re.compile(r"value: '.*?' for column"), "value (withheld) for column"),
 )
+
+
+def _connection_problem(exc: BaseException, url: URL) -> str | None:
+    """A fixed message for the usual ways of not getting in, naming the server, database and
+    user from the URL (never the password): the driver's own text is withheld elsewhere."""
+    orig = getattr(exc, "orig", None)
+    errno = (
+        orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], int) else None
+    )
+    state = getattr(orig, "sqlstate", None)
+    text = str(orig if orig is not None else exc).lower()
+    where = f"{url.get_backend_name()} at {url.host or 'localhost'}:{url.port or 'default port'}"
+    if errno == 1045 or state in ("28P01", "28000") or "authentication failed" in text:
+        return f"cannot connect to {where} as user {url.username}: authentication failed"
+    if errno == 1049 or state == "3D000" or ('database "' in text and "does not exist" in text):
+        return f"database {url.database} does not exist on {where}"
+    if errno == 2003 or "connection refused" in text or "could not connect" in text:
+        return f"cannot connect to {where}: connection refused or unreachable"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -68,6 +68,7 @@ def test_read_grant_revoke_remove(db_url: str) -> None:
 
 
 def test_missing_table_is_a_connector_error(db_url: str) -> None:
+    sa.create_engine(db_url).connect().close()  # the database exists (SQLite: the file)
     conn = SqlConnector("insights", db_url)
     try:
         with pytest.raises(ConnectorError, match="reading user roles") as info:
@@ -99,3 +100,40 @@ def test_resolve_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CRM_URL")
     with pytest.raises(DsrError, match="CRM_URL is not set"):
         resolve_url(env, tmp_path)
+
+
+def test_missing_sqlite_file_is_an_error_not_a_new_database(tmp_path: Path) -> None:
+    missing = tmp_path / "state/demo/missing.db"
+    conn = SqlConnector("crm", f"sqlite:///{missing}")
+    with pytest.raises(ConnectorError, match="missing.db does not exist"):
+        conn.read_permissions(MAP)
+    assert not missing.exists()
+
+
+def test_connection_problems_name_the_server_not_the_password(
+    postgres_url: str, mariadb_url: str
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    pg = make_url(postgres_url).set(database="dsr_no_such_db")
+    maria = make_url(mariadb_url)
+    cases = [
+        (pg.render_as_string(hide_password=False), "database dsr_no_such_db does not exist"),
+        (
+            maria.set(password="wrong-secret").render_as_string(hide_password=False),
+            "as user root: authentication failed",
+        ),
+        (
+            maria.set(database="dsr_no_such_db").render_as_string(hide_password=False),
+            "database dsr_no_such_db does not exist",
+        ),
+    ]
+    for url, expected in cases:
+        conn = SqlConnector("crm", url)
+        try:
+            with pytest.raises(ConnectorError) as info:
+                conn.read_permissions(MAP)
+        finally:
+            conn.close()
+        assert expected in str(info.value)
+        assert "wrong-secret" not in str(info.value)

@@ -546,3 +546,44 @@ def test_linked_rows_are_found_across_column_types(
     assert [(n["action"], n["rows"]) for n in notes] == [("delete_rows", 2)]
     assert env.dsr("apply", "--auto-approve").exit_code == 0
     assert env.rows("SELECT id FROM notes") == [(3,)]
+
+
+def test_an_unreadable_system_blocks_its_requests_and_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = sqlite_env(tmp_path, monkeypatch)
+    env.file(ANA, "DSR-T-ANA")
+    carl = env.dsr(
+        "new",
+        "erasure",
+        "--email",
+        "-",
+        "--requested-by",
+        "dpo@contoso.example",
+        "--systems",
+        "crm,insights",
+        "--id",
+        "DSR-T-CARL",
+        input=KEEP[0] + "\n",
+    )
+    assert carl.exit_code == 0, carl.output
+    monkeypatch.setenv("DSR_SHOP_DB", f"sqlite:///{tmp_path}/gone.db")
+    (env.ws / "policies/systems.yaml").write_text(
+        systems_yaml().replace(
+            "  shop:\n    role: source\n    url: env:DSR_TEST_DB",
+            "  shop:\n    role: source\n    url: env:DSR_SHOP_DB",
+        )
+    )
+    planned = env.dsr("plan", "--detailed-exitcode")
+    assert planned.exit_code == 1
+    assert "(1 could not be read)" in planned.output
+    assert "DSR-T-ANA" in planned.output and "[blocked]" in planned.output
+    assert "gone.db does not exist" in planned.output
+    applied = env.dsr("apply", "--auto-approve")
+    assert applied.exit_code == 1  # a scheduled job must not report success
+    assert "DSR-T-ANA is blocked" in applied.output
+    states = env.dsr("status").output
+    assert re.search(r"DSR-T-CARL\s+erasure\s+completed", states)  # the rest went ahead
+    assert env.rows("SELECT id FROM customers ORDER BY id") == [(1,), (2,), (4,)]
+    again = env.dsr("plan")
+    assert again.exit_code == 1 and "re-ingested" not in again.output

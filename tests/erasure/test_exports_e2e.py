@@ -12,13 +12,14 @@ import hashlib
 import json
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from test_erasure_e2e import ANA, BEA, KEEP, Env, build_schema, make_env, plan_json
 
-from reconciler.exports import verify_package
+from reconciler.exports import TableRows, build_package, verify_package
 
 ACCESS = """\
 roles: [admin, contributor, viewer]
@@ -171,17 +172,31 @@ def test_killed_builds_are_finished_once(env: Env) -> None:
     assert not partial.exists()
     path = package(env, "DSR-E-ANA")
     assert verify_package(path) == []
-    first = path.read_bytes(), path.stat().st_ino
-
-    # Killed after the package was renamed into place but before the state store knew.
-    engine = sa.create_engine(f"sqlite:///{env.ws}/state/dsr.db")
-    with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM exports"))
-    engine.dispose()
-    again = env.dsr("apply", "--auto-approve")
-    assert again.exit_code == 0 and "build" in again.output
-    assert (path.read_bytes(), path.stat().st_ino) == first  # finished, not rebuilt
     assert sorted(p.name for p in outbox.iterdir()) == ["DSR-E-ANA.zip"]
+
+
+def test_a_package_published_by_a_killed_run_is_finished_not_rebuilt(env: Env) -> None:
+    file_export(env, ANA, "DSR-E-ANA")
+    approve(env, "DSR-E-ANA", "erin@contoso.example")
+    # A run published the package, then died before the state store or the audit log knew.
+    made = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+    outbox = env.ws / "state/outbox"
+    rows = TableRows("crm", "customers", ("id",), ((1,),))
+    published = build_package(outbox, "DSR-E-ANA", [rows], generated_at=made)
+    first = published.path.read_bytes(), published.path.stat().st_ino
+    applied = env.dsr("apply", "--auto-approve")
+    assert applied.exit_code == 0 and "build" in applied.output
+    assert (published.path.read_bytes(), published.path.stat().st_ino) == first
+    assert sorted(p.name for p in outbox.iterdir()) == ["DSR-E-ANA.zip"]
+    builds = [
+        json.loads(line)
+        for line in env.dsr("audit", "show", "DSR-E-ANA", "--json").output.splitlines()
+        if "build_export" in line
+    ]
+    assert len(builds) == 1
+    assert builds[0]["details"]["manifest_sha256"] == published.manifest_sha256
+    # Its expiry counts from when it was made, not from when it was finished.
+    assert builds[0]["details"]["expires_at"] == (made + timedelta(days=7)).isoformat()
     assert "No changes" in env.dsr("apply", "--auto-approve").output
 
 
