@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from deepdiff import DeepDiff
+
 from reconciler.actions import PERMISSION_ACTIONS, Action
 from reconciler.plan import Change, Plan, RequestView
 
@@ -227,3 +229,26 @@ def render_markdown(plan: Plan, head: str | None = None) -> str:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def plan_drift(saved: Plan, current: Plan) -> list[str]:
+    """What planning now would do differently from a saved plan, one line per change:
+    `+` a change it would add, `-` one it would drop, `~` one whose row count moved."""
+
+    def changes(plan: Plan) -> dict[str, dict[str, object]]:
+        return {
+            c.id: {"what": f"{c.action.verb} {c.system} {c.target}", "rows": c.rows}
+            for c in plan.changes
+        }
+
+    before, after = changes(saved), changes(current)
+    diff = DeepDiff(before, after, view="tree")
+    lines = []
+    for item in diff.get("dictionary_item_added", []):
+        lines.append(f"+ {after[item.path(output_format='list')[0]]['what']}")
+    for item in diff.get("dictionary_item_removed", []):
+        lines.append(f"- {before[item.path(output_format='list')[0]]['what']}")
+    for item in diff.get("values_changed", []):
+        key, field = item.path(output_format="list")[:2]
+        lines.append(f"~ {after[key]['what']}: {field} {item.t1} -> {item.t2}")
+    return sorted(lines)

@@ -93,6 +93,7 @@ def test_saved_plan_applies_when_fresh_and_is_refused_when_stale(
     stale = dsr(demo_workspace, "apply", str(saved), "--auto-approve")
     assert stale.exit_code == 1
     assert "actual state of insights changed since this plan was made" in stale.output
+    assert "+ remove insights eve@contoso.example (roles: admin)" in stale.output
     assert roles(demo_workspace) == before  # nothing half-applied
 
     fresh = tmp_path / "q.json"
@@ -110,6 +111,7 @@ def test_saved_plan_refused_after_policy_change(demo_workspace: Path, tmp_path: 
     stale = dsr(demo_workspace, "apply", str(saved), "--auto-approve")
     assert stale.exit_code == 1
     assert "policies changed since this plan was made" in stale.output
+    assert "- revoke insights contributor from cara@contoso.example" in stale.output
 
 
 def test_edited_plan_file_is_refused(demo_workspace: Path, tmp_path: Path) -> None:

@@ -74,13 +74,12 @@ def command(
             click.echo(f"note: run {run_id} was interrupted; recorded in the audit log", err=True)
         with ws.connectors() as connectors:
             observed, seconds = observe_timed(ws.desired, connectors, store, key)
+            current = planner.plan(
+                ws.desired, observed, now=utcnow(), max_revocations=max_revocations
+            )
             if saved is not None:
-                check_fresh(saved, ws.desired.digest, observed, planfile_path)
-                plan = saved
-            else:
-                plan = planner.plan(
-                    ws.desired, observed, now=utcnow(), max_revocations=max_revocations
-                )
+                check_fresh(saved, current, ws.desired.digest, observed, planfile_path)
+            plan = saved or current
             if not plan.can_apply:
                 click.echo(output.render_text(plan), nl=False)
                 raise DsrError("the plan is refused; nothing was changed")
@@ -150,11 +149,17 @@ def confirm(n: int) -> None:
         raise DsrError("apply cancelled; nothing was changed")
 
 
-def check_fresh(saved: Plan, desired_digest: str, observed: Observed, path: Path | None) -> None:
-    """A saved plan applies only to the desired and actual state it was made from."""
+def check_fresh(
+    saved: Plan, current: Plan, desired_digest: str, observed: Observed, path: Path | None
+) -> None:
+    """A saved plan applies only to the desired and actual state it was made from; when it
+    does not, say what planning now would do differently."""
+    drift = "".join(f"\n  {line}" for line in output.plan_drift(saved, current))
+    drift = f"; planning now would differ:{drift}" if drift else ""
     if saved.desired_digest != desired_digest:
         raise StalePlan(
-            f"{path}: the policies changed since this plan was made; run dsr plan again"
+            f"{path}: the policies changed since this plan was made; nothing was applied; "
+            f"run dsr plan again{drift}"
         )
     now = observed.digests()
     changed = sorted(
@@ -165,5 +170,5 @@ def check_fresh(saved: Plan, desired_digest: str, observed: Observed, path: Path
     if changed:
         raise StalePlan(
             f"{path}: the actual state of {', '.join(changed)} changed since this plan was made "
-            f"at {saved.created_at}; nothing was applied; run dsr plan again"
+            f"at {saved.created_at}; nothing was applied; run dsr plan again{drift}"
         )

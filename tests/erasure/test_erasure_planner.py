@@ -231,3 +231,18 @@ def test_database_foreign_keys_decide_the_delete_order() -> None:
     )
     assert children_first(system, schema) == ["rental", "customer", "address"]
     assert children_first(system, None)[-1] == "customer"  # without a schema: links only
+
+
+def test_plan_drift_names_what_planning_now_would_change() -> None:
+    from reconciler.output import plan_drift
+
+    before = plan(desired(request("R1")), observed({"crm": {("R1", "customers"): 1}}), now=NOW)
+    after = plan(
+        desired(request("R1"), request("R2")),
+        observed({"crm": {("R1", "customers"): 3, ("R2", "customers"): 1}}),
+        now=NOW,
+    )
+    drift = plan_drift(before, after)
+    assert "~ delete crm customers: rows 1 -> 3" in drift
+    assert "+ complete dsr receipt in the audit log" in drift
+    assert plan_drift(after, after) == []
