@@ -293,8 +293,7 @@ def _complete(change: Change, ctx: Context, run_id: str, result: ApplyResult) ->
     # Since the last completion the tombstone points at: if a run died between writing a
     # receipt and its tombstone, the next receipt covers that run's work again.
     previous = ctx.observed.completed.get(rid)
-    tombstones = ctx.store.tombstones()
-    receipt_hash = tombstones[rid].receipt_hash if rid in tombstones else None
+    receipt_hash = previous.receipt_hash if previous else None
     last = max((i for i, r in enumerate(records) if r.hash == receipt_hash), default=-1)
     since = [r for r in records[last + 1 :] if r.outcome == SUCCEEDED]
     tables: dict[str, dict[str, Any]] = defaultdict(dict)

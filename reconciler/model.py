@@ -266,6 +266,7 @@ class Completed:
     identities: tuple[tuple[str, str], ...]  # (type, keyed hash)
     systems: tuple[str, ...] | None
     completed_at: datetime
+    receipt_hash: str = ""  # the audit record holding its receipt
 
 
 @dataclass(frozen=True, slots=True)

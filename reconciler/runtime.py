@@ -81,7 +81,7 @@ def observe_all(
     and records each system's observation in the store."""
     completed = {
         t.request_id: Completed(
-            t.request_id, t.subject_kind, t.identities, t.systems, t.completed_at
+            t.request_id, t.subject_kind, t.identities, t.systems, t.completed_at, t.receipt_hash
         )
         for t in store.tombstones().values()
     }

@@ -561,4 +561,9 @@ def test_the_subject_is_never_recorded_as_the_requester(demo_workspace: Path) ->
     )
     assert result.exit_code == 1
     assert "subject's own address" in result.output
-    assert not list((demo_workspace / "policies/requests").glob("*.yaml"))
+    written = [
+        p.read_text().lower()
+        for p in demo_workspace.rglob("*")
+        if p.is_file() and p.suffix in (".yaml", ".yml")
+    ]
+    assert written and not any("jane@example.com" in text for text in written)
