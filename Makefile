@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 # ever travel through a pipe into `dsr new`, which writes nothing but their keyed hash.
 WS   ?= .
 DSR  := $(BIN)/dsr -C $(WS)
-DEMO_PY := $(BIN)/python -m reconciler.demo
+DEMO_PY := $(BIN)/python -m demo
 NEW  := $(DSR) new erasure --email - --requested-by privacy@contoso.example
 
 demo: $(STAMP)
@@ -57,7 +57,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests
+	$(BIN)/ruff check reconciler tests demo bench
+	$(BIN)/ruff format --check reconciler tests demo bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

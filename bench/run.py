@@ -40,15 +40,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from reconciler import executor, planner
+from reconciler.apply import executor
 from reconciler.commands.new import render_request
 from reconciler.connectors import Connector, connect
-from reconciler.identity import IdentityKey, hash_identity
-from reconciler.loader import load_workspace
-from reconciler.model import Desired, RequestType, SubjectKind
-from reconciler.observe import observe
-from reconciler.runtime import observe_all
+from reconciler.desired.load import load_workspace
+from reconciler.desired.model import Desired, RequestType, SubjectKind
+from reconciler.observe.collect import observe
+from reconciler.plan import planner
+from reconciler.privacy.identity import IdentityKey, hash_identity
 from reconciler.store import open_store
+from reconciler.workspace import observe_all
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "state" / "bench.json"

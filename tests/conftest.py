@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, make_url, text
 
-from reconciler.demo import build_demo
+from demo.contoso import build_demo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from reconciler.approvals import approval_problems, approval_status, counting_approval
 from reconciler.cli import cli
-from reconciler.errors import ValidationFailed
-from reconciler.loader import load_workspace
-from reconciler.model import (
+from reconciler.desired.approvals import approval_problems, approval_status, counting_approval
+from reconciler.desired.load import load_workspace
+from reconciler.desired.model import (
     Access,
     Approval,
     DesiredUser,
@@ -27,7 +26,8 @@ from reconciler.model import (
     RequestType,
     SubjectKind,
 )
-from reconciler.runtime import utcnow
+from reconciler.errors import ValidationFailed
+from reconciler.workspace import utcnow
 
 ANA = "ana@contoso.example"  # admin, and the requester below
 ERIN = "erin@contoso.example"  # admin

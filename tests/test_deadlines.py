@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from reconciler.deadlines import (
+from reconciler.desired.deadlines import (
     add_months,
     base_due,
     check_extension,
@@ -18,7 +18,7 @@ from reconciler.deadlines import (
     extension_problems,
     max_extended_due,
 )
-from reconciler.model import Extension
+from reconciler.desired.model import Extension
 
 D = date.fromisoformat
 

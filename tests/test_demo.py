@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO_ROOT, make_engine
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-from reconciler.demo import _connect, build_demo, refresh
+from demo.contoso import _connect, build_demo, refresh
 from reconciler.errors import DsrError
 
 DATABASES = ("crm", "shop", "insights", "apps")
@@ -62,7 +62,7 @@ def _without_ids(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 def _run_demo(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.demo", *args],
+        [sys.executable, "-m", "demo", *args],
         cwd=cwd,
         input=stdin,
         capture_output=True,
@@ -444,7 +444,7 @@ def test_pick_subject_needs_a_built_demo(tmp_path: Path) -> None:
     shutil.copy(REPO_ROOT / "dsr.yaml", tmp_path / "dsr.yaml")
     result = _run_demo("pick-subject", "--in", "both", cwd=tmp_path)
     assert result.returncode == 1
-    assert "run `python -m reconciler.demo reset` first" in result.stderr
+    assert "run `python -m demo reset` first" in result.stderr
     assert result.stdout == ""
 
 
@@ -531,8 +531,8 @@ def test_reinsert_brings_an_erased_customer_back_into_the_crm(demo_workspace: Pa
 def test_picked_subjects_pipe_through_without_reaching_a_terminal(demo_workspace: Path) -> None:
     """`pick-subject | owner-delete`, as `make demo` runs it: the address stays in the pipe."""
     command = (
-        f"{sys.executable} -m reconciler.demo pick-subject --in both"
-        f" | {sys.executable} -m reconciler.demo owner-delete shop"
+        f"{sys.executable} -m demo pick-subject --in both"
+        f" | {sys.executable} -m demo owner-delete shop"
     )
     result = subprocess.run(
         ["sh", "-c", command], cwd=demo_workspace, capture_output=True, text=True, check=False

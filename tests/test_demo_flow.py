@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from reconciler.exports import verify_package
+from reconciler.apply.package import verify_package
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "reconciler.demo",
+                "demo",
                 "pick-subject",
                 "--workspace",
                 str(ws),

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import executor
-from reconciler.actions import Action
+from reconciler.apply import executor
 from reconciler.connectors.sql import SqlConnector
-from reconciler.identity import IdentityKey
-from reconciler.model import (
+from reconciler.desired.model import (
     Access,
     Desired,
     Observed,
@@ -22,7 +20,9 @@ from reconciler.model import (
     System,
     SystemRole,
 )
-from reconciler.plan import Change, Plan
+from reconciler.plan.actions import Action
+from reconciler.plan.model import Change, Plan
+from reconciler.privacy.identity import IdentityKey
 from reconciler.store import open_store
 
 KEY = IdentityKey("t", b"test-key", development=True)

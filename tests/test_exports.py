@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.errors import ValidationFailed
-from reconciler.exports import (
+from reconciler.apply.package import (
     ExportError,
     PackageInfo,
     TableRows,
@@ -33,8 +32,9 @@ from reconciler.exports import (
     resolve_outbox,
     verify_package,
 )
-from reconciler.loader import load_workspace
-from reconciler.model import Sensitive
+from reconciler.desired.load import load_workspace
+from reconciler.desired.model import Sensitive
+from reconciler.errors import ValidationFailed
 
 ID = "DSR-20261120-EXP1"
 AT = datetime(2026, 11, 29, 12, 30, 5, tzinfo=UTC)

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconciler.errors import DsrError, ValidationFailed
-from reconciler.loader import find_workspace, load_workspace, parse_yaml
-from reconciler.model import (
+from reconciler.desired.load import find_workspace, load_workspace, parse_yaml
+from reconciler.desired.model import (
     Access,
     DesiredUser,
     ErasureStrategy,
@@ -30,7 +29,8 @@ from reconciler.model import (
     Table,
     TableKind,
 )
-from reconciler.schema import load_schema
+from reconciler.desired.schemas import load_schema
+from reconciler.errors import DsrError, ValidationFailed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

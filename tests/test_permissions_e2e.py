@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
-from reconciler.schema import load_schema
+from reconciler.desired.schemas import load_schema
 from reconciler.store import open_store
 
 
@@ -135,7 +135,7 @@ def test_edited_plan_file_is_refused(demo_workspace: Path, tmp_path: Path) -> No
 
 
 def test_plan_json_validates_against_schema_and_round_trips(demo_workspace: Path) -> None:
-    from reconciler import planfile
+    from reconciler.plan import planfile
 
     result = dsr(demo_workspace, "plan", "--format", "json")
     data = json.loads(result.stdout)

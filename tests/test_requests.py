@@ -18,10 +18,8 @@ from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
 from reconciler.cli import cli
-from reconciler.errors import ValidationFailed
-from reconciler.identity import IdentityKey, hash_identity, resolve_key
-from reconciler.loader import load_settings, load_workspace
-from reconciler.model import (
+from reconciler.desired.load import load_settings, load_workspace
+from reconciler.desired.model import (
     Approval,
     Extension,
     IdentityHash,
@@ -29,7 +27,9 @@ from reconciler.model import (
     RequestType,
     SubjectKind,
 )
-from reconciler.schema import load_schema
+from reconciler.desired.schemas import load_schema
+from reconciler.errors import ValidationFailed
+from reconciler.privacy.identity import IdentityKey, hash_identity, resolve_key
 
 RAW_EMAIL = "  Ana.Example@Example.COM \n"
 EMAIL = "ana.example@example.com"
@@ -523,7 +523,7 @@ def test_init_scaffolds_a_valid_workspace_and_never_overwrites(tmp_path: Path) -
     from click.testing import CliRunner
 
     from reconciler.cli import cli
-    from reconciler.loader import load_workspace
+    from reconciler.desired.load import load_workspace
 
     target = tmp_path / "acme"
     result = CliRunner().invoke(cli, ["init", str(target)])

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from reconciler.identity import IdentityKey, resolve_key
-from reconciler.loader import find_workspace
-from reconciler.runtime import Workspace
+from reconciler.desired.load import find_workspace
+from reconciler.privacy.identity import IdentityKey, resolve_key
+from reconciler.workspace import Workspace
 
 
 def workspace(ctx: click.Context) -> Workspace:

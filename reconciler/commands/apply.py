@@ -13,14 +13,16 @@ from pathlib import Path
 
 import click
 
-from reconciler import executor, output, planfile, planner
-from reconciler.actions import Action
+from reconciler.apply import executor
 from reconciler.commands import identity_key, max_revocations_option, workspace
+from reconciler.desired.model import Observed
 from reconciler.errors import DsrError, StalePlan
-from reconciler.model import Observed
-from reconciler.plan import Plan
-from reconciler.runtime import observe_all, observe_timed, utcnow
+from reconciler.plan import planfile, planner
+from reconciler.plan.actions import Action
+from reconciler.plan.model import Plan
+from reconciler.render import plan as output
 from reconciler.store import LockInfo
+from reconciler.workspace import observe_all, observe_timed, utcnow
 
 _MARK = {
     executor.SUCCEEDED: "ok",

@@ -9,7 +9,7 @@ It refuses (exit 1) an unknown request, a request that is not an export, a USER 
 policies/access.yaml, and a second approval by the same USER. It records, with a warning on
 stderr, an approval that will not count (a user without the admin role, the requester, a date
 before receipt): the request file is the reviewed record of what was said, and the plan shows
-why such an approval does not count (`reconciler.approvals`).
+why such an approval does not count (`reconciler.desired.approvals`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,18 @@ from pathlib import Path
 import click
 import yaml
 
-from reconciler.approvals import approval_problems
 from reconciler.commands.new import ID_PATTERN
+from reconciler.desired.approvals import approval_problems
+from reconciler.desired.load import (
+    ACCESS_FILE,
+    find_workspace,
+    load_workspace,
+    parse_yaml,
+    request_file,
+)
+from reconciler.desired.model import Access, Approval, RequestType
 from reconciler.errors import DsrError, ValidationFailed
-from reconciler.loader import ACCESS_FILE, find_workspace, load_workspace, parse_yaml, request_file
-from reconciler.model import Access, Approval, RequestType
-from reconciler.runtime import utcnow
+from reconciler.workspace import utcnow
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*")  # written as is; anything else JSON-quoted
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from reconciler.desired.load import load_workspace
 from reconciler.errors import DsrError
-from reconciler.loader import load_workspace
 
 DSR_YAML = """\
 # dsr settings. Secrets never live here: `env:NAME` names an environment variable.

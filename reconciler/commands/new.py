@@ -25,12 +25,12 @@ from typing import Any, TypeVar
 import click
 import yaml
 
+from reconciler.desired.load import REQUESTS_DIR, find_workspace, load_settings, load_workspace
+from reconciler.desired.load import request_file as request_path
+from reconciler.desired.model import RequestType, Sensitive, SubjectKind
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
-from reconciler.identity import hash_identity, resolve_key
-from reconciler.loader import REQUESTS_DIR, find_workspace, load_settings, load_workspace
-from reconciler.loader import request_file as request_path
-from reconciler.model import RequestType, Sensitive, SubjectKind
-from reconciler.runtime import utcnow
+from reconciler.privacy.identity import hash_identity, resolve_key
+from reconciler.workspace import utcnow
 
 ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")  # as in schemas/request.schema.json
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 base32: no 0/O, 1/I confusion

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from reconciler import output, planfile, planner
 from reconciler.commands import identity_key, max_revocations_option, workspace
-from reconciler.runtime import observe_timed, utcnow
+from reconciler.plan import planfile, planner
+from reconciler.render import plan as output
+from reconciler.workspace import observe_timed, utcnow
 
 
 @click.command("plan")

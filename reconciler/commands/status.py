@@ -8,11 +8,11 @@ from datetime import datetime
 
 import click
 
-from reconciler.approvals import approval_status
 from reconciler.commands import workspace
-from reconciler.deadlines import days_left
-from reconciler.model import RequestType
-from reconciler.runtime import utcnow
+from reconciler.desired.approvals import approval_status
+from reconciler.desired.deadlines import days_left
+from reconciler.desired.model import RequestType
+from reconciler.workspace import utcnow
 
 
 def _when(at: datetime) -> str:

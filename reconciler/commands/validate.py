@@ -8,10 +8,10 @@ import click
 
 from reconciler.commands import workspace
 from reconciler.connectors import connect
-from reconciler.constraints import SYSTEMS_FILE, check_masks
+from reconciler.desired.load import read_document
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
-from reconciler.loader import read_document
-from reconciler.runtime import Workspace
+from reconciler.plan.constraints import SYSTEMS_FILE, check_masks
+from reconciler.workspace import Workspace
 
 
 @click.command("validate")

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.connectors.schema import SchemaInfo
-from reconciler.model import PermissionsMap, System
+from reconciler.connectors.reflection import SchemaInfo
+from reconciler.desired.model import PermissionsMap, System
 
 
 class Connector(Protocol):

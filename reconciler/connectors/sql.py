@@ -25,10 +25,10 @@ from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Inspector, 
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
-from reconciler.connectors.schema import ColumnInfo, ForeignKeyInfo, SchemaInfo
+from reconciler.connectors.reflection import ColumnInfo, ForeignKeyInfo, SchemaInfo
+from reconciler.desired.model import PermissionsMap, System
 from reconciler.errors import ConnectorError, DsrError
-from reconciler.model import PermissionsMap, System
-from reconciler.redact import withhold_values
+from reconciler.privacy.withhold import withhold_values
 
 T = TypeVar("T")
 RETRIES = 3

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler.connectors.schema import ColumnInfo, ForeignKeyInfo
+from reconciler.connectors.reflection import ColumnInfo, ForeignKeyInfo
 from reconciler.connectors.sql import SqlConnector, create_engine, normalise_ondelete
 from reconciler.errors import ConnectorError
 

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler.connectors.sql import SqlConnector, resolve_url
+from reconciler.desired.model import PermissionsMap, System, SystemRole
 from reconciler.errors import ConnectorError, DsrError
-from reconciler.model import PermissionsMap, System, SystemRole
 
 MAP = PermissionsMap(table="user roles", user="user email", role="role")  # quoting matters
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
 from reconciler.connectors.sql import create_engine
-from reconciler.schema import load_schema
+from reconciler.desired.schemas import load_schema
 
 ANA = "Ana.Subject@Example.com"  # only in the CRM
 BEA = "bea.both@example.org"  # in the CRM and in the shop

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from reconciler.actions import Action
-from reconciler.connectors.schema import ColumnInfo, ForeignKeyInfo, SchemaInfo
-from reconciler.erasure import children_first
-from reconciler.model import (
+from reconciler.connectors.reflection import ColumnInfo, ForeignKeyInfo, SchemaInfo
+from reconciler.desired.model import (
     Completed,
     Desired,
     ErasureStrategy,
@@ -26,7 +24,9 @@ from reconciler.model import (
     Table,
     TableKind,
 )
-from reconciler.planner import plan
+from reconciler.plan.actions import Action
+from reconciler.plan.erasures import children_first
+from reconciler.plan.planner import plan
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 H = "hmac-sha256:k1:" + "0" * 64
@@ -234,7 +234,7 @@ def test_database_foreign_keys_decide_the_delete_order() -> None:
 
 
 def test_plan_drift_names_what_planning_now_would_change() -> None:
-    from reconciler.output import plan_drift
+    from reconciler.render.plan import plan_drift
 
     before = plan(desired(request("R1")), observed({"crm": {("R1", "customers"): 1}}), now=NOW)
     after = plan(

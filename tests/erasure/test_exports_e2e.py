@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from test_erasure_e2e import ANA, BEA, KEEP, Env, build_schema, make_env, plan_json
 
-from reconciler.exports import TableRows, build_package, verify_package
+from reconciler.apply.package import TableRows, build_package, verify_package
 
 ACCESS = """\
 roles: [admin, contributor, viewer]

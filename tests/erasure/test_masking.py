@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.connectors.schema import ColumnInfo, SchemaInfo
-from reconciler.constraints import check_masks
-from reconciler.identity import IdentityKey
-from reconciler.masking import HASH_LENGTH, REDACTED, is_masked, mask_value
-from reconciler.model import (
+from reconciler.connectors.reflection import ColumnInfo, SchemaInfo
+from reconciler.desired.model import (
     ErasureStrategy,
     MaskStrategy,
     System,
     SystemRole,
     Table,
 )
+from reconciler.plan.constraints import check_masks
+from reconciler.privacy.identity import IdentityKey
+from reconciler.privacy.masking import HASH_LENGTH, REDACTED, is_masked, mask_value
 
 KEY = IdentityKey("k", b"secret", development=False)
 
@@ -101,7 +101,7 @@ def test_missing_table_and_column() -> None:
 
 
 def test_values_are_withheld_from_stored_messages() -> None:
-    from reconciler.redact import withhold_values
+    from reconciler.privacy.withhold import withhold_values
 
     assert withhold_values('invalid input syntax for type bigint: "+55 12 3923-5555"') == (
         'invalid input syntax for type bigint: "…"'

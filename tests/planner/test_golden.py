@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.actions import Action
-from reconciler.model import (
+from reconciler.desired.model import (
     Access,
     Desired,
     DesiredUser,
@@ -25,7 +24,8 @@ from reconciler.model import (
     System,
     SystemRole,
 )
-from reconciler.planner import plan
+from reconciler.plan.actions import Action
+from reconciler.plan.planner import plan
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.yaml"))
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from reconciler.model import Extension
+from reconciler.desired.model import Extension
 
 EXTENSION_MONTHS = 2  # Art. 12(3): "two further months"
 MAX_TOTAL_DAYS = 90  # a day rule may at most double, and never exceed 90 days after receipt

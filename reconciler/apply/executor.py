@@ -20,21 +20,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler.actions import PERMISSION_ACTIONS, Action
-from reconciler.connectors import Connector
-from reconciler.errors import DsrError
-from reconciler.exports import (
+from reconciler.apply.package import (
     TableRows,
     build_package,
     expire_package,
     read_manifest,
     resolve_outbox,
 )
-from reconciler.identity import IdentityKey, hash_identity
-from reconciler.masking import mask_value
-from reconciler.model import Desired, Match, Observed, SubjectKind, System
-from reconciler.plan import Change, Plan
-from reconciler.redact import withhold_values
+from reconciler.connectors import Connector
+from reconciler.desired.model import Desired, Match, Observed, SubjectKind, System
+from reconciler.errors import DsrError
+from reconciler.plan.actions import PERMISSION_ACTIONS, Action
+from reconciler.plan.model import Change, Plan
+from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.privacy.masking import mask_value
+from reconciler.privacy.withhold import withhold_values
 from reconciler.store import AuditEvent, AuditRecord, ExportRecord, StateStore, Tombstone
 
 SUCCEEDED, FAILED, SKIPPED, WAITING = "succeeded", "failed", "skipped", "waiting"

@@ -18,11 +18,11 @@ from sqlalchemy.exc import ArgumentError
 
 from reconciler.connectors import Connector, connect
 from reconciler.connectors.sql import with_shipped_driver
+from reconciler.desired.load import load_workspace
+from reconciler.desired.model import Completed, Desired, ExportStatus, Observed, RefreshStatus
 from reconciler.errors import DsrError
-from reconciler.identity import IdentityKey
-from reconciler.loader import load_workspace
-from reconciler.model import Completed, Desired, ExportStatus, Observed, RefreshStatus
-from reconciler.observe import observe
+from reconciler.observe.collect import observe
+from reconciler.privacy.identity import IdentityKey
 from reconciler.store import StateStore, open_store
 
 

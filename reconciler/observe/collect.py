@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.connectors import Connector
-from reconciler.errors import ConnectorError
-from reconciler.identity import IdentityKey
-from reconciler.model import (
+from reconciler.desired.model import (
     Completed,
     Desired,
     ExportStatus,
@@ -20,7 +18,9 @@ from reconciler.model import (
     ObservedSystem,
     RefreshStatus,
 )
-from reconciler.subjects import find_subjects, pending_subjects, users_in_access
+from reconciler.errors import ConnectorError
+from reconciler.observe.match import find_subjects, pending_subjects, users_in_access
+from reconciler.privacy.identity import IdentityKey
 
 
 def observe(

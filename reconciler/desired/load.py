@@ -9,7 +9,7 @@ print.
 
 Request files (`policies/requests/<id>.yaml`) are loaded too, each checked against the
 settings (key id, deadline rule) and the data map (system names); their due dates come from
-`reconciler.deadlines`.
+`reconciler.desired.deadlines`.
 
 Dates: YAML turns `2026-11-20` into a `datetime.date`, and `Document.data` keeps it so (request
 files need dates). JSON Schema knows no dates, so validation, the digest and model building all
@@ -33,10 +33,9 @@ from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.reader import ReaderError
 
-from reconciler import deadlines
-from reconciler.errors import Diagnostic, DsrError, ValidationFailed
-from reconciler.exports import outbox_problem
-from reconciler.model import (
+from reconciler.apply.package import outbox_problem
+from reconciler.desired import deadlines
+from reconciler.desired.model import (
     Access,
     Approval,
     Desired,
@@ -59,7 +58,8 @@ from reconciler.model import (
     TableKind,
     digest_of,
 )
-from reconciler.schema import load_schema
+from reconciler.desired.schemas import load_schema
+from reconciler.errors import Diagnostic, DsrError, ValidationFailed
 
 JsonPath = tuple[str | int, ...]  # keys and list indexes from the document root
 

@@ -11,8 +11,8 @@ import hmac
 import re
 from typing import Any
 
-from reconciler.identity import IdentityKey
-from reconciler.model import MaskStrategy
+from reconciler.desired.model import MaskStrategy
+from reconciler.privacy.identity import IdentityKey
 
 REDACTED = "[redacted]"
 HASH_PREFIX = "h:"

@@ -16,13 +16,10 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.approvals import approval_status
 from reconciler.connectors import Connector
-from reconciler.connectors.schema import ForeignKeyInfo, SchemaInfo
-from reconciler.errors import ConnectorError
-from reconciler.identity import IdentityKey, hash_identity
-from reconciler.masking import is_masked
-from reconciler.model import (
+from reconciler.connectors.reflection import ForeignKeyInfo, SchemaInfo
+from reconciler.desired.approvals import approval_status
+from reconciler.desired.model import (
     Completed,
     Desired,
     ErasureStrategy,
@@ -33,6 +30,9 @@ from reconciler.model import (
     Table,
     TableKind,
 )
+from reconciler.errors import ConnectorError
+from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.privacy.masking import is_masked
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from reconciler.actions import Action
-from reconciler.approvals import approval_status
-from reconciler.deadlines import days_left
-from reconciler.erasure import ErasurePlan
-from reconciler.model import (
+from reconciler.desired.approvals import approval_status
+from reconciler.desired.deadlines import days_left
+from reconciler.desired.model import (
     Desired,
     Observed,
     Request,
@@ -23,7 +21,9 @@ from reconciler.model import (
     SubjectKind,
     TableKind,
 )
-from reconciler.plan import Change, RequestView
+from reconciler.plan.actions import Action
+from reconciler.plan.erasures import ErasurePlan
+from reconciler.plan.model import Change, RequestView
 
 
 def plan_exports(desired: Desired, observed: Observed, now: datetime) -> ErasurePlan:

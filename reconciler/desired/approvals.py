@@ -12,9 +12,9 @@ requester, who is compared case-insensitively after trimming (`requested_by` is 
 
 from __future__ import annotations
 
-from reconciler.model import Access, Approval, Request
+from reconciler.desired.model import Access, Approval, Request
 
-ACCESS_FILE = "policies/access.yaml"  # as in reconciler.loader, which this pure module avoids
+ACCESS_FILE = "policies/access.yaml"  # as in reconciler.desired.load, which this pure module avoids
 AWAITING = "awaiting approval by a tenant admin"
 
 

@@ -17,11 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from reconciler.actions import Action
-from reconciler.connectors.schema import SchemaInfo
-from reconciler.constraints import check_masks
-from reconciler.deadlines import days_left
-from reconciler.model import (
+from reconciler.connectors.reflection import SchemaInfo
+from reconciler.desired.deadlines import days_left
+from reconciler.desired.model import (
     Completed,
     Desired,
     ErasureStrategy,
@@ -34,7 +32,9 @@ from reconciler.model import (
     SystemRole,
     TableKind,
 )
-from reconciler.plan import Change, RequestView, Retained
+from reconciler.plan.actions import Action
+from reconciler.plan.constraints import check_masks
+from reconciler.plan.model import Change, RequestView, Retained
 
 SYSTEMS_FILE = "policies/systems.yaml"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.actions import Action
-from reconciler.model import digest_of
+from reconciler.desired.model import digest_of
+from reconciler.plan.actions import Action
 
 FORMAT_VERSION = 1
 

@@ -13,7 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
 
-_REPOSITORY_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+_REPOSITORY_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @cache

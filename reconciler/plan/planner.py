@@ -10,11 +10,11 @@ import hashlib
 from collections import defaultdict
 from datetime import datetime
 
-from reconciler.actions import Action
-from reconciler.erasure import plan_erasures
-from reconciler.exporting import plan_exports
-from reconciler.model import Access, Desired, Observed
-from reconciler.plan import Change, Plan
+from reconciler.desired.model import Access, Desired, Observed
+from reconciler.plan.actions import Action
+from reconciler.plan.erasures import plan_erasures
+from reconciler.plan.exports import plan_exports
+from reconciler.plan.model import Change, Plan
 
 ACCESS_FILE = "policies/access.yaml"
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from reconciler.connectors.schema import ColumnInfo, SchemaInfo
+from reconciler.connectors.reflection import ColumnInfo, SchemaInfo
+from reconciler.desired.model import MaskStrategy, System, Table, TableKind
 from reconciler.errors import Diagnostic
-from reconciler.masking import min_length
-from reconciler.model import MaskStrategy, System, Table, TableKind
+from reconciler.privacy.masking import min_length
 
 SYSTEMS_FILE = "policies/systems.yaml"
 

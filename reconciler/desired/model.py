@@ -14,7 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a pure type; imported lazily to keep model free of import cycles
-    from reconciler.connectors.schema import SchemaInfo
+    from reconciler.connectors.reflection import SchemaInfo
 
 
 class Sensitive(str):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from deepdiff import DeepDiff
 
-from reconciler.actions import PERMISSION_ACTIONS, Action
-from reconciler.plan import Change, Plan, RequestView
+from reconciler.plan.actions import PERMISSION_ACTIONS, Action
+from reconciler.plan.model import Change, Plan, RequestView
 
 _SIGN = {Action.GRANT_ROLE: "+", Action.REVOKE_ROLE: "-", Action.REMOVE_USER: "-"}
 

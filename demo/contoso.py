@@ -482,7 +482,7 @@ def _engine(path: Path) -> Engine:
 def _connect(path: Path) -> Iterator[Connection]:
     """One transaction on an existing demo database; never creates a missing file."""
     if not path.is_file():
-        raise DsrError(f"{path} not found: run `python -m reconciler.demo reset` first")
+        raise DsrError(f"{path} not found: run `python -m demo reset` first")
     engine = _engine(path)
     try:
         with engine.begin() as conn:
@@ -633,11 +633,11 @@ def pick_subject(workspace: Path, where: str) -> str:
     """
     seed_file = workspace / DEMO_DIR / SEED_FILE
     if not seed_file.is_file():
-        raise DsrError(f"{seed_file} not found: run `python -m reconciler.demo reset` first")
+        raise DsrError(f"{seed_file} not found: run `python -m demo reset` first")
     try:
         seed = int(seed_file.read_text().strip())
     except ValueError:
-        raise DsrError(f"{seed_file}: not a seed: run `python -m reconciler.demo reset`") from None
+        raise DsrError(f"{seed_file}: not a seed: run `python -m demo reset`") from None
     contents = _generate(seed)
     crm, shop = contents["crm"], contents["shop"]
     in_shop = {_normal_email(row["email"]) for row in shop["customers"]}

@@ -12,10 +12,10 @@ from typing import Any
 
 import jsonschema
 
-from reconciler.actions import Action
+from reconciler.desired.schemas import load_schema
 from reconciler.errors import DsrError
-from reconciler.plan import FORMAT_VERSION, Change, Plan, RequestView, Retained
-from reconciler.schema import load_schema
+from reconciler.plan.actions import Action
+from reconciler.plan.model import FORMAT_VERSION, Change, Plan, RequestView, Retained
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from reconciler.desired.model import Sensitive, Settings
 from reconciler.errors import DsrError
-from reconciler.model import Sensitive, Settings
 
 _NOT_DIGIT = re.compile(r"\D")
 
