@@ -38,14 +38,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     func,
     insert,
     select,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from reconciler.connectors.engine import create_engine
 from reconciler.errors import DsrError
 
 DEFAULT_SEED = 2026
@@ -469,13 +468,7 @@ def _unify(sources: dict[str, dict[str, list[Row]]]) -> dict[str, list[Row]]:
 
 def _engine(path: Path) -> Engine:
     """An engine on one demo database, with foreign keys enforced on every connection."""
-    engine = create_engine(f"sqlite:///{path}")
-
-    @event.listens_for(engine, "connect")
-    def _enforce_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
-
-    return engine
+    return create_engine(f"sqlite:///{path}")
 
 
 @contextmanager

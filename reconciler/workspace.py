@@ -1,14 +1,16 @@
-"""Wiring shared by the commands: the workspace, its store, its connectors, the clock.
+"""Wiring shared by the commands: the workspace, its settings' references resolved, its store,
+its connectors, and the clock.
 
-The edges live here so that each command module stays a few lines of parse, wire, call.
+The one `env:NAME` resolver lives here: secrets never live in YAML, and every reference to the
+environment (system URLs, the state store URL, the identity key) is read through it, at the
+edge, so that the core never reads the environment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,17 +19,74 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from reconciler.connectors import Connector, connect
-from reconciler.connectors.sql import with_shipped_driver
+from reconciler.connectors.engine import with_shipped_driver
+from reconciler.desired.files import SETTINGS_FILE, SYSTEMS_FILE
 from reconciler.desired.load import load_workspace
-from reconciler.desired.model import Completed, Desired, ExportStatus, Observed, RefreshStatus
+from reconciler.desired.model import Desired, Settings, System
 from reconciler.errors import DsrError
-from reconciler.observe.collect import observe
 from reconciler.privacy.identity import IdentityKey
 from reconciler.store import StateStore, open_store
+
+ENV_PREFIX = "env:"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def resolve_env(ref: str, where: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value `ref` names: `env:NAME` -> the variable NAME (None when it is unset or
+    empty); anything else is the value itself. `where` names the setting, for the error."""
+    if not ref.startswith(ENV_PREFIX):
+        return ref
+    name = ref[len(ENV_PREFIX) :]
+    if not name:
+        raise DsrError(f"{where}: 'env:' must name an environment variable")
+    env = os.environ if environ is None else environ
+    return env.get(name) or None
+
+
+def require_env(ref: str, where: str, environ: Mapping[str, str] | None = None) -> str:
+    """As `resolve_env`, but an unset variable is an error that says what to export."""
+    value = resolve_env(ref, where, environ)
+    if value is None:
+        name = ref[len(ENV_PREFIX) :]
+        raise DsrError(f"environment variable {name} is not set: export {name} (named in {where})")
+    return value
+
+
+def identity_key(settings: Settings, environ: Mapping[str, str] | None = None) -> IdentityKey:
+    """The identity key named in dsr.yaml; falls back to its development key (flagged)."""
+    ref = settings.identity_key or f"{ENV_PREFIX}DSR_IDENTITY_KEY"
+    secret = resolve_env(ref, f"{SETTINGS_FILE} identity.key", environ)
+    if secret is not None:
+        return IdentityKey(settings.identity_key_id, secret.encode(), development=False)
+    if settings.development_key:
+        return IdentityKey(settings.identity_key_id, settings.development_key.encode(), True)
+    name = ref.removeprefix(ENV_PREFIX)
+    raise DsrError(
+        f"the identity key is not set: export {name} (named in {SETTINGS_FILE} identity.key)"
+    )
+
+
+def system_url(system: System, root: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The SQLAlchemy URL of a system: `env:NAME` resolved, the shipped driver filled in, and
+    a relative SQLite path made relative to the workspace root. Never echoes the URL (it may
+    carry a password)."""
+    where = f"{SYSTEMS_FILE}: systems.{system.name}.url"
+    value = require_env(system.url, where, environ)
+    try:
+        parsed = make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        raise DsrError(
+            f"system {system.name}: not a valid SQLAlchemy URL ({type(exc).__name__})"
+        ) from None
+    parsed = with_shipped_driver(parsed)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            parsed = parsed.set(database=str(root / path))
+    return parsed.render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,19 +98,21 @@ class Workspace:
     def load(cls, root: Path) -> Workspace:
         return cls(root, load_workspace(root))
 
+    def identity_key(self) -> IdentityKey:
+        return identity_key(self.desired.settings)
+
     def store_url(self) -> str:
-        ref = self.desired.settings.state_url
-        if ref is not None:
-            value = os.environ.get(ref[4:])
-            if not value:
-                raise DsrError(
-                    f"the state store URL is not set: export {ref[4:]} (dsr.yaml state.url)"
-                )
+        settings = self.desired.settings
+        if settings.state_url is not None:
+            value = require_env(settings.state_url, f"{SETTINGS_FILE} state.url")
             try:
                 return with_shipped_driver(make_url(value)).render_as_string(hide_password=False)
             except (ArgumentError, ValueError):
-                raise DsrError(f"{ref[4:]} is not a valid SQLAlchemy URL") from None
-        path = Path(self.desired.settings.state_path)
+                raise DsrError(
+                    f"{settings.state_url.removeprefix(ENV_PREFIX)} is not a valid SQLAlchemy "
+                    f"URL ({SETTINGS_FILE} state.url)"
+                ) from None
+        path = Path(settings.state_path)
         if not path.is_absolute():
             path = self.root / path
         return f"sqlite:///{path}"
@@ -66,47 +127,11 @@ class Workspace:
 
     @contextlib.contextmanager
     def connectors(self) -> Iterator[dict[str, Connector]]:
-        opened = {name: connect(s, self.root) for name, s in self.desired.systems.items()}
+        opened: dict[str, Connector] = {}
         try:
+            for name, system in self.desired.systems.items():
+                opened[name] = connect(name, system_url(system, self.root))
             yield opened
         finally:
             for c in opened.values():
                 c.close()
-
-
-def observe_all(
-    desired: Desired, connectors: dict[str, Connector], store: StateStore, key: IdentityKey
-) -> Observed:
-    """Observes every system (and dsr's own record of completed erasures and refreshes),
-    and records each system's observation in the store."""
-    completed = {
-        t.request_id: Completed(
-            t.request_id, t.subject_kind, t.identities, t.systems, t.completed_at, t.receipt_hash
-        )
-        for t in store.tombstones().values()
-    }
-    refreshes = {
-        r.system: RefreshStatus(r.system, r.at, r.status, r.message)
-        for r in store.last_refreshes().values()
-    }
-    exports = {
-        e.request_id: ExportStatus(
-            e.request_id, e.path, e.manifest_sha256, e.rows, e.built_at, e.expires_at, e.expired_at
-        )
-        for e in store.exports().values()
-    }
-    observed = observe(
-        desired, connectors, key, completed=completed, refreshes=refreshes, exports=exports
-    )
-    now = utcnow()
-    for name, obs in observed.systems.items():
-        store.record_observation(name, now=now, digest=obs.digest, error=obs.error)
-    return observed
-
-
-def observe_timed(
-    desired: Desired, connectors: dict[str, Connector], store: StateStore, key: IdentityKey
-) -> tuple[Observed, float]:
-    started = time.monotonic()
-    observed = observe_all(desired, connectors, store, key)
-    return observed, time.monotonic() - started

@@ -29,24 +29,22 @@ import io
 import json
 import math
 import os
-import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
+from reconciler.desired.files import REQUEST_ID
 from reconciler.errors import DsrError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 README = "README.txt"
-# A request id, as in schemas/request.schema.json: it can never name a path outside the outbox.
-_REQUEST_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 _FILE_MODE = 0o600  # the subject's data: readable by the outbox's owner only
 
@@ -78,43 +76,10 @@ class PackageInfo:
     rows: int
 
 
-# -- where packages live ------------------------------------------------------------------------
-
-
-def outbox_problem(root: Path, outbox: str) -> str | None:
-    """Why `outbox` (dsr.yaml `exports.outbox`) may not hold export packages, or None.
-
-    It must name a folder inside the workspace: relative, or absolute under the workspace root,
-    never through `..`. The check is on the path as written: a symbolic link inside the
-    workspace (a mounted state/ folder, say) is the operator's choice and is followed.
-    """
-    path = PurePath(outbox)
-    if ".." in path.parts:
-        return f"'{outbox}' must not contain '..': export packages must stay in the workspace"
-    if path.is_absolute():
-        roots = {Path(os.path.normpath(root.absolute())), root.resolve()}
-        if not any(path != r and path.is_relative_to(r) for r in roots):
-            return (
-                f"'{outbox}' is outside the workspace: export packages hold personal data and "
-                "must stay in it (for example state/outbox)"
-            )
-    elif path == PurePath("."):
-        return "must be a folder inside the workspace, not the workspace itself"
-    return None
-
-
-def resolve_outbox(root: Path, outbox: str) -> Path:
-    """The outbox folder for dsr.yaml's `exports.outbox`; `ExportError` if it is outside."""
-    problem = outbox_problem(root, outbox)
-    if problem is not None:
-        raise ExportError(f"dsr.yaml: exports.outbox: {problem}")
-    return root / outbox
-
-
 def package_path(outbox: Path, request_id: str) -> Path:
     """`<outbox>/<request_id>.zip`; `ExportError` for an id that is not a request id (and so
     might name a path elsewhere: `/`, `..`)."""
-    if not _REQUEST_ID.fullmatch(request_id):
+    if not REQUEST_ID.fullmatch(request_id):
         raise ExportError(
             f"'{request_id}' is not a request id (upper-case letters and digits in parts joined "
             "by '-'); export packages are named by request id"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 
+from reconciler.connectors import Connector
 from reconciler.desired.load import find_workspace
-from reconciler.privacy.identity import IdentityKey, resolve_key
-from reconciler.workspace import Workspace
+from reconciler.observe.collect import observe_timed
+from reconciler.observe.model import Observed
+from reconciler.privacy.identity import IdentityKey
+from reconciler.store import StateStore
+from reconciler.workspace import Workspace, utcnow
 
 
 def workspace(ctx: click.Context) -> Workspace:
@@ -18,7 +23,7 @@ def workspace(ctx: click.Context) -> Workspace:
 
 def identity_key(ws: Workspace) -> IdentityKey:
     """The identity key, with a warning when it is the demo's published development key."""
-    key = resolve_key(ws.desired.settings)
+    key = ws.identity_key()
     if key.development:
         click.echo(
             "warning: using the development identity key from dsr.yaml; set "
@@ -26,6 +31,18 @@ def identity_key(ws: Workspace) -> IdentityKey:
             err=True,
         )
     return key
+
+
+def observe(
+    ws: Workspace, connectors: Mapping[str, Connector], store: StateStore, key: IdentityKey
+) -> tuple[Observed, float]:
+    """Observes every system and records each one's observation (digest or error) in the
+    store, for `dsr status`; returns the observation and the seconds it took."""
+    observed, seconds = observe_timed(ws.desired, connectors, store, key)
+    now = utcnow()
+    for name, obs in observed.systems.items():
+        store.record_observation(name, now=now, digest=obs.digest, error=obs.error)
+    return observed, seconds
 
 
 max_revocations_option = click.option(

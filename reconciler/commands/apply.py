@@ -14,22 +14,18 @@ from pathlib import Path
 import click
 
 from reconciler.apply import executor
-from reconciler.commands import identity_key, max_revocations_option, workspace
-from reconciler.desired.model import Observed
+from reconciler.apply.context import Context
+from reconciler.apply.recovery import recover_interrupted
+from reconciler.commands import identity_key, max_revocations_option, observe, workspace
 from reconciler.errors import DsrError, StalePlan
+from reconciler.observe.collect import observe_all
+from reconciler.observe.model import Observed
 from reconciler.plan import planfile, planner
-from reconciler.plan.actions import Action
 from reconciler.plan.model import Plan
 from reconciler.render import plan as output
-from reconciler.store import LockInfo
-from reconciler.workspace import observe_all, observe_timed, utcnow
-
-_MARK = {
-    executor.SUCCEEDED: "ok",
-    executor.FAILED: "FAILED",
-    executor.SKIPPED: "skipped",
-    executor.WAITING: "waiting",
-}
+from reconciler.render.progress import change_line
+from reconciler.store import LockInfo, Outcome
+from reconciler.workspace import utcnow
 
 
 @click.command("apply")
@@ -72,10 +68,10 @@ def command(
     with ws.store() as store, store.lock(holder, timeout=lock_timeout, on_wait=waiting) as lock:
         if lock.took_over_stale:
             click.echo("note: took over a stale lock left by a process that died", err=True)
-        for run_id in executor.recover_interrupted(store, clock=utcnow):
+        for run_id in recover_interrupted(store, clock=utcnow):
             click.echo(f"note: run {run_id} was interrupted; recorded in the audit log", err=True)
         with ws.connectors() as connectors:
-            observed, seconds = observe_timed(ws.desired, connectors, store, key)
+            observed, seconds = observe(ws, connectors, store, key)
             current = planner.plan(
                 ws.desired, observed, now=utcnow(), max_revocations=max_revocations
             )
@@ -98,7 +94,7 @@ def command(
                 raise DsrError(blocked_message(plan))
             if not auto_approve:
                 confirm(len(plan.changes))
-            context = executor.Context(
+            context = Context(
                 desired=ws.desired,
                 observed=observed,
                 connectors=connectors,
@@ -108,8 +104,8 @@ def command(
                 reobserve=lambda: observe_all(ws.desired, connectors, store, key),
                 clock=utcnow,
             )
-            result = executor.apply(plan, context, progress=report)
-    done = sum(1 for o in result.outcomes if o.status == executor.SUCCEEDED)
+            result = executor.apply(plan, context, progress=lambda r: click.echo(change_line(r)))
+    done = sum(1 for o in result.results if o.status is Outcome.SUCCEEDED)
     pending = sorted({o.change.request or "" for o in result.waiting})
     if result.ok:
         click.echo(
@@ -120,28 +116,17 @@ def command(
         if plan.blocked:
             raise DsrError(blocked_message(plan))
         return
-    failed = [o for o in result.outcomes if o.status == executor.FAILED]
-    skipped = [o for o in result.outcomes if o.status == executor.SKIPPED]
+    failed = [o for o in result.results if o.status is Outcome.FAILED]
+    skipped = [o for o in result.results if o.status is Outcome.SKIPPED]
     raise DsrError(
         f"apply finished with {len(failed)} failed and {len(skipped)} skipped of "
-        f"{len(result.outcomes)} changes (run {result.run_id}); {done} carried out. "
+        f"{len(result.results)} changes (run {result.run_id}); {done} carried out. "
         "Fix the cause and run dsr apply again"
     )
 
 
 def blocked_message(plan: Plan) -> str:
     return "; ".join(f"{v.id} is blocked: {v.note}" for v in plan.blocked)
-
-
-def report(outcome: executor.Outcome) -> None:
-    c = outcome.change
-    line = f"  {_MARK[outcome.status]:<8} {c.request + ' ' if c.request else ''}"
-    line += f"{c.action.verb} {c.system} {c.target}"
-    if outcome.status == executor.SUCCEEDED and c.action.writes and c.action is not Action.REFRESH:
-        line += f" ({outcome.rows} row{'s' if outcome.rows != 1 else ''})"
-    if outcome.message:
-        line += f": {outcome.message}"
-    click.echo(line)
 
 
 def confirm(n: int) -> None:

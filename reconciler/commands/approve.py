@@ -27,16 +27,11 @@ from pathlib import Path
 import click
 import yaml
 
-from reconciler.commands.new import ID_PATTERN
-from reconciler.desired.approvals import approval_problems
-from reconciler.desired.load import (
-    ACCESS_FILE,
-    find_workspace,
-    load_workspace,
-    parse_yaml,
-    request_file,
-)
+from reconciler.desired.approvals import approval_problems, same_person
+from reconciler.desired.files import ACCESS_FILE, REQUEST_ID, request_file
+from reconciler.desired.load import find_workspace, load_workspace
 from reconciler.desired.model import Access, Approval, RequestType
+from reconciler.desired.yamlfile import parse_yaml
 from reconciler.errors import DsrError, ValidationFailed
 from reconciler.workspace import utcnow
 
@@ -69,7 +64,7 @@ def command(ctx: click.Context, request_id: str, user: str, on: datetime | None)
     """
     root_option = ctx.find_root().obj
     root = find_workspace(Path(root_option) if root_option else Path.cwd())
-    if not ID_PATTERN.match(request_id):
+    if not REQUEST_ID.match(request_id):
         raise DsrError(
             f"'{request_id}' is not a request id: upper-case letters and digits in parts joined "
             "by '-', for example DSR-20261129-7KQ2"
@@ -93,7 +88,7 @@ def command(ctx: click.Context, request_id: str, user: str, on: datetime | None)
         )
     name = _approver(desired.access, user)
     for earlier in request.approvals:
-        if _same_person(earlier.by, name):
+        if same_person(earlier.by, name):
             raise DsrError(f"{earlier.by} already approved {request_id} on {earlier.at}")
 
     path = root / file
@@ -125,16 +120,12 @@ def _approver(access: Access | None, user: str) -> str:
         raise DsrError(f"there is no {ACCESS_FILE}: approvers must be users there")
     if user in access.users:
         return user
-    found = [name for name in access.users if _same_person(name, user)]
+    found = [name for name in access.users if same_person(name, user)]
     if len(found) == 1:
         return found[0]
     close = difflib.get_close_matches(user.strip(), list(access.users), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise DsrError(f"'{user.strip()}' is not a user in {ACCESS_FILE}{hint}")
-
-
-def _same_person(a: str, b: str) -> bool:
-    return a.strip().casefold() == b.strip().casefold()
 
 
 # -- editing the request file's text ------------------------------------------------------------

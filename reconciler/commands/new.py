@@ -25,14 +25,15 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from reconciler.desired.load import REQUESTS_DIR, find_workspace, load_settings, load_workspace
-from reconciler.desired.load import request_file as request_path
-from reconciler.desired.model import RequestType, Sensitive, SubjectKind
+from reconciler.desired.files import REQUEST_ID, REQUESTS_DIR
+from reconciler.desired.files import request_file as request_path
+from reconciler.desired.load import find_workspace, load_settings, load_workspace
+from reconciler.desired.model import RequestType, SubjectKind
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
-from reconciler.privacy.identity import hash_identity, resolve_key
-from reconciler.workspace import utcnow
+from reconciler.privacy.identity import hash_identity
+from reconciler.privacy.withhold import Sensitive
+from reconciler.workspace import identity_key, utcnow
 
-ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")  # as in schemas/request.schema.json
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 base32: no 0/O, 1/I confusion
 _ID_ATTEMPTS = 100
 
@@ -165,7 +166,7 @@ def _file_request(
     identities = _read_identities(given)
 
     settings = load_settings(root)
-    key = resolve_key(settings)
+    key = identity_key(settings)
     if key.development:
         ref = settings.identity_key or ""
         click.echo(dev_key_warning(ref.removeprefix("env:") or "DSR_IDENTITY_KEY"), err=True)
@@ -237,7 +238,7 @@ def _parse_systems(value: str) -> list[str] | None:
 
 
 def _check_id(root: Path, request_id: str) -> None:
-    if not ID_PATTERN.match(request_id):
+    if not REQUEST_ID.match(request_id):
         raise DsrError(
             f"--id '{request_id}' must be upper-case letters and digits in parts joined by '-', "
             "starting with a letter, for example DSR-20261129-7KQ2"

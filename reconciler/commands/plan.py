@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from reconciler.commands import identity_key, max_revocations_option, workspace
+from reconciler.commands import identity_key, max_revocations_option, observe, workspace
 from reconciler.plan import planfile, planner
 from reconciler.render import plan as output
-from reconciler.workspace import observe_timed, utcnow
+from reconciler.workspace import utcnow
 
 
 @click.command("plan")
@@ -44,7 +44,7 @@ def command(
     ws = workspace(ctx)
     key = identity_key(ws)
     with ws.store() as store, ws.connectors() as connectors:
-        observed, seconds = observe_timed(ws.desired, connectors, store, key)
+        observed, seconds = observe(ws, connectors, store, key)
     result = planner.plan(ws.desired, observed, now=utcnow(), max_revocations=max_revocations)
     unreadable = sum(1 for o in observed.systems.values() if o.error)
     head = output.header(result, len(observed.systems), seconds, unreadable)

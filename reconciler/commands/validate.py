@@ -8,10 +8,11 @@ import click
 
 from reconciler.commands import workspace
 from reconciler.connectors import connect
-from reconciler.desired.load import read_document
+from reconciler.desired.files import SYSTEMS_FILE
+from reconciler.desired.yamlfile import read_document
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
-from reconciler.plan.constraints import SYSTEMS_FILE, check_masks
-from reconciler.workspace import Workspace
+from reconciler.plan.constraints import check_masks
+from reconciler.workspace import Workspace, system_url
 
 
 @click.command("validate")
@@ -38,7 +39,7 @@ def check_against_databases(ws: Workspace) -> list[str]:
         if not (system.tables or system.user_data or system.permissions):
             continue
         try:
-            conn = connect(system, ws.root)
+            conn = connect(name, system_url(system, ws.root))
             try:
                 names = {*system.tables, *system.user_data}
                 if system.permissions:

@@ -6,11 +6,10 @@ The planner never sees a connector; commands open them, the observer and executo
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.connectors.reflection import SchemaInfo
-from reconciler.desired.model import PermissionsMap, System
+from reconciler.desired.model import PermissionsMap
 
 
 class Connector(Protocol):
@@ -58,7 +57,8 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
-def connect(system: System, workspace: Path) -> Connector:
-    from reconciler.connectors.sql import SqlConnector, resolve_url
+def connect(system: str, url: str) -> Connector:
+    """A connector to `system` at the SQLAlchemy `url` (resolved by `workspace.system_url`)."""
+    from reconciler.connectors.sql import SqlConnector
 
-    return SqlConnector(system.name, resolve_url(system, workspace))
+    return SqlConnector(system, url)

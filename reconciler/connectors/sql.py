@@ -13,81 +13,23 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import os
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Inspector, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
+from reconciler.connectors.engine import create_engine, is_transient, retrying
 from reconciler.connectors.reflection import ColumnInfo, ForeignKeyInfo, SchemaInfo
-from reconciler.desired.model import PermissionsMap, System
-from reconciler.errors import ConnectorError, DsrError
+from reconciler.desired.model import PermissionsMap
+from reconciler.errors import ConnectorError
 from reconciler.privacy.withhold import withhold_values
 
 T = TypeVar("T")
-RETRIES = 3
-
-
-def resolve_url(system: System, workspace: Path) -> str:
-    """`env:NAME` -> the variable's value; a relative SQLite path -> under the workspace."""
-    url = system.url
-    if url.startswith("env:"):
-        name = url[4:]
-        value = os.environ.get(name)
-        if not value:
-            raise DsrError(
-                f"system {system.name}: environment variable {name} is not set "
-                f"(policies/systems.yaml: systems.{system.name}.url)"
-            )
-        url = value
-    try:
-        parsed = make_url(url)
-    except (SQLAlchemyError, ValueError) as exc:
-        # Never echo the URL itself: it may carry a password.
-        raise DsrError(
-            f"system {system.name}: not a valid SQLAlchemy URL ({type(exc).__name__})"
-        ) from None
-    parsed = with_shipped_driver(parsed)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database)
-        if not path.is_absolute():
-            parsed = parsed.set(database=str(workspace / path))
-    return parsed.render_as_string(hide_password=False)
-
-
-_SHIPPED_DRIVERS = {
-    "postgresql": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
-
-
-def with_shipped_driver(url: URL) -> URL:
-    """A URL without a driver gets the one dsr ships with (SQLAlchemy's default for
-    postgresql:// is psycopg2, which is not installed)."""
-    if url.drivername in _SHIPPED_DRIVERS:
-        return url.set(drivername=_SHIPPED_DRIVERS[url.drivername])
-    return url
-
-
-def create_engine(url: str) -> Engine:
-    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.close()
-
-    return engine
 
 
 def table_ref(name: str, *columns: str) -> sa.TableClause:
@@ -110,7 +52,7 @@ class SqlConnector:
             # SQLite would create an empty database and report its tables missing.
             if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
                 raise ConnectorError(self.system, f"database file {file} does not exist")
-            self._engine = create_engine(self._url)
+            self._engine = create_engine(self._url, pool_pre_ping=True)
         return self._engine
 
     def close(self) -> None:
@@ -119,31 +61,21 @@ class SqlConnector:
             self._engine = None
 
     def _run(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
-        """Runs `fn`, retrying transient failures with backoff; wraps errors.
-
-        `fn` must be safe to run again after a failure: one whole transaction, or a read."""
-        for attempt in range(1, RETRIES + 1):
-            try:
-                return fn()
-            except OperationalError as exc:
-                if not is_transient(exc):
-                    raise self._error(what, exc) from None
-                if attempt == RETRIES:
-                    raise self._error(what, exc, transient=True) from None
-                time.sleep(0.25 * 2**attempt)
-            except (DBAPIError, SQLAlchemyError) as exc:
-                raise self._error(what, exc) from None
-        raise AssertionError("unreachable")
+        """Runs `fn`, retrying transient failures with backoff (`engine.retrying`); wraps
+        errors. `fn` must be safe to run again after a failure: one whole transaction, or a
+        read."""
+        try:
+            return retrying(fn)
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise self._error(what, exc, transient=is_transient(exc)) from None
 
     def _once(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
         """Runs `fn` once, wrapping errors: for steps that must not be repeated (the next
         batch of a stream whose earlier batches the caller already has)."""
         try:
             return fn()
-        except OperationalError as exc:
-            raise self._error(what, exc, transient=is_transient(exc)) from None
         except (DBAPIError, SQLAlchemyError) as exc:
-            raise self._error(what, exc) from None
+            raise self._error(what, exc, transient=is_transient(exc)) from None
 
     def _error(
         self, what: str | Callable[[], str], exc: BaseException, *, transient: bool = False
@@ -480,31 +412,6 @@ def normalise_ondelete(value: str | None) -> str | None:
         if text.startswith(known):
             return known
     return None
-
-
-_TRANSIENT_HINTS = (
-    "could not connect",
-    "connection refused",
-    "connection timed out",
-    "timeout expired",
-    "server closed the connection",
-    "lost connection",
-    "can't connect",
-    "database is locked",
-    "deadlock",
-    "lock wait timeout",
-    "too many connections",
-    "the database system is starting",
-)
-
-
-def is_transient(exc: OperationalError) -> bool:
-    """Worth retrying: the connection, not the statement, failed. (SQLite raises
-    OperationalError for a missing table too, so the class alone does not tell.)"""
-    if exc.connection_invalidated:
-        return True
-    text = str(exc.orig if exc.orig is not None else exc).lower()
-    return any(hint in text for hint in _TRANSIENT_HINTS)
 
 
 # MariaDB, unlike PostgreSQL and SQLite, puts the offending value in the first line of some

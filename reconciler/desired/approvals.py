@@ -12,9 +12,9 @@ requester, who is compared case-insensitively after trimming (`requested_by` is 
 
 from __future__ import annotations
 
+from reconciler.desired.files import ACCESS_FILE
 from reconciler.desired.model import Access, Approval, Request
 
-ACCESS_FILE = "policies/access.yaml"  # as in reconciler.desired.load, which this pure module avoids
 AWAITING = "awaiting approval by a tenant admin"
 
 
@@ -28,7 +28,7 @@ def approval_problems(request: Request, access: Access | None, approval: Approva
         reasons.append(f"is not a user in {ACCESS_FILE}")
     elif access.admin_role not in user.roles:
         reasons.append(f"does not hold the {access.admin_role} role")
-    if _same_person(approval.by, request.requested_by):
+    if same_person(approval.by, request.requested_by):
         reasons.append("requested it and cannot approve it")
     if approval.at < request.received:
         reasons.append(
@@ -57,5 +57,6 @@ def approval_status(request: Request, access: Access | None) -> tuple[bool, str]
     return False, "awaiting approval: " + "; ".join(rejected)
 
 
-def _same_person(a: str, b: str) -> bool:
+def same_person(a: str, b: str) -> bool:
+    """Two names of one person: compared case-insensitively, trimmed."""
     return a.strip().casefold() == b.strip().casefold()

@@ -1,7 +1,7 @@
-"""Frozen domain types: the desired state (from YAML) and the observed state (from systems).
+"""Frozen domain types of the desired state: settings, the data map, access, requests.
 
-Pure data. Nothing here does I/O, reads the clock or knows about SQLAlchemy or click. The
-loader builds `Desired`; connectors build `Observed`; the planner diffs the two.
+Pure data, built by `desired/load.py` from the workspace's YAML. Nothing here does I/O, reads
+the clock or knows about SQLAlchemy or click; every later stage reads these types.
 """
 
 from __future__ import annotations
@@ -9,34 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from enum import Enum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # a pure type; imported lazily to keep model free of import cycles
-    from reconciler.connectors.reflection import SchemaInfo
-
-
-class Sensitive(str):
-    """A string holding personal data or a secret; it masks itself when printed or logged.
-
-    The raw value is still available with `.reveal()` (and `str` operations) for the code
-    that must use it: bound SQL parameters, the HMAC, an export file.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Sensitive('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __format__(self, spec: str) -> str:
-        return "***"
-
-    def reveal(self) -> str:
-        return str.__str__(self)
+from datetime import date
+from enum import Enum, StrEnum
+from typing import Any
 
 
 class SystemRole(Enum):
@@ -146,12 +121,12 @@ class Settings:
     max_revocations: int = 25
 
 
-class RequestType(Enum):
+class RequestType(StrEnum):
     ERASURE = "erasure"
     EXPORT = "export"
 
 
-class SubjectKind(Enum):
+class SubjectKind(StrEnum):
     CUSTOMER = "customer"
     USER = "user"  # a person who holds permissions in the platform
 
@@ -208,112 +183,6 @@ class Desired:
 
     def permissions_system(self) -> System | None:
         return next((s for s in self.systems.values() if s.permissions), None)
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """The rows of one table that belong to one request's subject.
-
-    Key values stay in memory: plans, state and audit carry only counts and digests.
-    `pending` is what erasure must still change (every row for delete and purge, the rows
-    not yet masked for mask, none for retain). `referenced_by` counts, per database foreign
-    key `child_table.column`, the rows that reference these rows.
-    """
-
-    keys: frozenset[Any] = frozenset()
-    pending: frozenset[Any] = frozenset()
-    referenced_by: dict[str, int] = field(default_factory=dict)
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {
-            "keys": digest_of(sorted(map(repr, self.keys))),
-            "pending": digest_of(sorted(map(repr, self.pending))),
-            "referenced_by": dict(sorted(self.referenced_by.items())),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedSystem:
-    """What one system looked like when observed. `digest` fingerprints exactly the facts
-    the planner used, so a saved plan can tell whether they changed since."""
-
-    name: str
-    permissions: frozenset[tuple[str, str]] | None = None  # (user, role)
-    schema: SchemaInfo | None = None  # reflected when erasures need this system
-    matches: dict[tuple[str, str], Match] = field(default_factory=dict)  # (request, table)
-    error: str | None = None
-
-    @property
-    def digest(self) -> str:
-        return digest_of(
-            {
-                "permissions": sorted(self.permissions or ()),
-                "schema": repr(self.schema),
-                "matches": {
-                    f"{r}/{t}": m.fingerprint() for (r, t), m in sorted(self.matches.items())
-                },
-                "error": self.error,
-            }
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    """A completed erasure (a tombstone in the state store): it stays desired."""
-
-    request_id: str
-    subject_kind: str
-    identities: tuple[tuple[str, str], ...]  # (type, keyed hash)
-    systems: tuple[str, ...] | None
-    completed_at: datetime
-    receipt_hash: str = ""  # the audit record holding its receipt
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshStatus:
-    system: str
-    at: datetime
-    status: str  # succeeded | failed
-    message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExportStatus:
-    """An export package dsr built (from the state store): built once, expired later."""
-
-    request_id: str
-    path: str  # workspace-relative
-    manifest_sha256: str
-    rows: int
-    built_at: datetime
-    expires_at: datetime
-    expired_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    systems: dict[str, ObservedSystem]
-    completed: dict[str, Completed] = field(default_factory=dict)
-    refreshes: dict[str, RefreshStatus] = field(default_factory=dict)
-    exports: dict[str, ExportStatus] = field(default_factory=dict)
-    # User erasures whose subject is still a user in policies/access.yaml (found by keyed
-    # hash, so the planner never needs the key): the two requests disagree.
-    users_in_access: frozenset[str] = frozenset()
-
-    def digests(self) -> dict[str, str]:
-        out = {name: obs.digest for name, obs in sorted(self.systems.items())}
-        if self.completed:
-            out["dsr:completed"] = digest_of(
-                sorted((c.request_id, c.completed_at.isoformat()) for c in self.completed.values())
-            )
-        if self.exports:
-            out["dsr:exports"] = digest_of(
-                sorted(
-                    (e.request_id, e.manifest_sha256, str(e.expired_at))
-                    for e in self.exports.values()
-                )
-            )
-        return out
 
 
 def digest_of(value: Any) -> str:

@@ -1,26 +1,63 @@
-"""Observe the actual state of every system the desired state needs.
+"""Observe the actual state of every system the desired state needs, and read back what dsr's
+own state store says it did.
 
-Queries go through connectors (`subjects.py` finds data subjects); turning rows into the
-observed model is pure. A system that cannot be read is recorded with its error, not
-raised: the planner decides what that blocks.
+For each system: its permissions, its schema (reflected when erasures or exports need it) and
+every pending subject's rows, table by table, parents before children: the query step
+(`queries.py`) then the pure step (`match.py`). A system that cannot be read is recorded with
+its error, not raised: the planner decides what that blocks. This module reads; it never
+writes to a system or to the state store.
 """
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Mapping
 
 from reconciler.connectors import Connector
-from reconciler.desired.model import (
-    Completed,
-    Desired,
-    ExportStatus,
-    Observed,
-    ObservedSystem,
-    RefreshStatus,
-)
+from reconciler.connectors.reflection import ForeignKeyInfo, SchemaInfo
+from reconciler.desired.model import Desired, SubjectKind, System, Table, TableKind
+from reconciler.desired.order import parents_first
 from reconciler.errors import ConnectorError
-from reconciler.observe.match import find_subjects, pending_subjects, users_in_access
-from reconciler.privacy.identity import IdentityKey
+from reconciler.observe import queries
+from reconciler.observe.match import (
+    TableMatch,
+    count_references,
+    identity_requests,
+    linked_requests,
+)
+from reconciler.observe.model import Match, Observed, ObservedSystem
+from reconciler.observe.subjects import (
+    Subject,
+    pending_subjects,
+    subject_index,
+    users_in_access,
+)
+from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.store import StateStore
+from reconciler.store.records import ExportRecord, RefreshRecord, Tombstone
+
+
+def observe_all(
+    desired: Desired, connectors: Mapping[str, Connector], store: StateStore, key: IdentityKey
+) -> Observed:
+    """Every system, and dsr's own record of completed erasures, refreshes and exports."""
+    return observe(
+        desired,
+        connectors,
+        key,
+        completed=store.tombstones(),
+        refreshes=store.last_refreshes(),
+        exports=store.exports(),
+    )
+
+
+def observe_timed(
+    desired: Desired, connectors: Mapping[str, Connector], store: StateStore, key: IdentityKey
+) -> tuple[Observed, float]:
+    started = time.monotonic()
+    observed = observe_all(desired, connectors, store, key)
+    return observed, time.monotonic() - started
 
 
 def observe(
@@ -28,31 +65,28 @@ def observe(
     connectors: Mapping[str, Connector],
     key: IdentityKey,
     *,
-    completed: Mapping[str, Completed] | None = None,
-    refreshes: Mapping[str, RefreshStatus] | None = None,
-    exports: Mapping[str, ExportStatus] | None = None,
+    completed: Mapping[str, Tombstone] | None = None,
+    refreshes: Mapping[str, RefreshRecord] | None = None,
+    exports: Mapping[str, ExportRecord] | None = None,
 ) -> Observed:
     completed = dict(completed or {})
     exports = dict(exports or {})
     subjects = pending_subjects(desired, completed, exports)
     systems: dict[str, ObservedSystem] = {}
     for name, system in sorted(desired.systems.items()):
+        conn = connectors[name]
         perms = None
         error = None
         if system.permissions is not None:
             try:
-                perms = connectors[name].read_permissions(system.permissions)
+                perms = conn.read_permissions(system.permissions)
             except ConnectorError as exc:
                 error = str(exc)
-        findings = find_subjects(system, connectors[name], subjects, key)
-        if system.permissions is None and findings.schema is None and not findings.error:
+        schema, matches, find_error = _find_subjects(system, conn, subjects, key)
+        if system.permissions is None and schema is None and not find_error:
             continue  # nothing of this system is reconciled now
         systems[name] = ObservedSystem(
-            name,
-            permissions=perms,
-            schema=findings.schema,
-            matches=findings.matches,
-            error=error or findings.error,
+            name, permissions=perms, schema=schema, matches=matches, error=error or find_error
         )
     return Observed(
         systems,
@@ -61,3 +95,97 @@ def observe(
         exports=exports,
         users_in_access=users_in_access(desired, key, completed),
     )
+
+
+Matches = dict[tuple[str, str], Match]
+
+
+def _find_subjects(
+    system: System, conn: Connector, subjects: list[Subject], key: IdentityKey
+) -> tuple[SchemaInfo | None, Matches, str | None]:
+    """Reflects the system's schema and finds every subject's rows in every mapped table;
+    (None, {}, None) when no subject concerns the system."""
+    here = [s for s in subjects if s.in_scope(system.name)]
+    customers = [s for s in here if s.kind is SubjectKind.CUSTOMER]
+    users = [s for s in here if s.kind is SubjectKind.USER]
+    if not (customers and system.tables) and not (users and system.permissions):
+        return None, {}, None
+    try:
+        schemas = {t.rpartition(".")[0] or None for t in {**system.tables, **system.user_data}}
+        schema = conn.reflect(schemas)
+        matches = _match_tables(system.name, system.tables, conn, customers, key, schema)
+        if users and system.permissions is not None:
+            matches |= _match_tables(system.name, system.user_data, conn, users, key, schema)
+            matches |= _match_roles(system, conn, users, key)
+        return schema, matches, None
+    except ConnectorError as exc:
+        return None, {}, str(exc)
+
+
+def _match_roles(
+    system: System, conn: Connector, users: list[Subject], key: IdentityKey
+) -> Matches:
+    """The roles each user subject holds in the permissions table: keys are (user, role)."""
+    assert system.permissions is not None
+    index = subject_index(users)
+    found: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for user, role in conn.read_permissions(system.permissions):
+        for r in index.get(("email", hash_identity("email", user, key)), ()):
+            found[r].add((user, role))
+    table = system.permissions.table
+    return {(r, table): Match(frozenset(k), frozenset(k)) for r, k in found.items()}
+
+
+def _match_tables(
+    system: str,
+    tables: Mapping[str, Table],
+    conn: Connector,
+    subjects: list[Subject],
+    key: IdentityKey,
+    schema: SchemaInfo,
+) -> Matches:
+    """Every subject's rows in `tables`: parents first, each table queried then matched."""
+    if not subjects or not tables:
+        return {}
+    index = subject_index(subjects)
+    # Columns whose values others reach a table by: data-map links and database foreign keys.
+    linked: dict[str, set[str]] = defaultdict(set)
+    for t in tables.values():
+        if t.subject:
+            linked[t.subject.table].add(t.subject.references)
+    incoming: dict[str, list[ForeignKeyInfo]] = defaultdict(list)
+    for fk in schema.foreign_keys:
+        if fk.referred_table in tables and len(fk.columns) == 1:
+            incoming[fk.referred_table].append(fk)
+            linked[fk.referred_table].add(fk.referred_columns[0])
+
+    done: dict[str, TableMatch] = {}
+    matches: Matches = {}
+    for name in parents_first(tables):
+        spec = tables[name]
+        if spec.kind is TableKind.AUDIT_LOG or not spec.primary_key:
+            continue
+        if name not in schema.tables:
+            raise ConnectorError(system, f"table {name} (in the data map) does not exist")
+        found = TableMatch(spec, linked[name])
+        columns = queries.columns_of(spec, sorted(linked[name] | set(spec.mask)))
+        if spec.identities:
+            for batch in queries.identity_rows(conn, spec, columns):
+                for row in batch:
+                    found.add(row, identity_requests(spec, row, index, key))
+        elif spec.subject:
+            link = spec.subject
+            parent = done.get(link.table)
+            parents = parent.values.get(link.references) if parent else None
+            if parents:
+                for row in queries.linked_rows(conn, spec, columns, parents.raw):
+                    found.add(row, linked_requests(spec, row, parents))
+        done[name] = found
+        refs: dict[str, dict[str, int]] = defaultdict(dict)
+        for fk in incoming[name] if found.keys else ():
+            parents = found.values.get(fk.referred_columns[0])
+            if parents:
+                values = queries.referencing_values(conn, fk, parents.raw)
+                count_references(f"{fk.table}.{fk.columns[0]}", values, parents, refs)
+        matches |= found.matches(refs)
+    return matches

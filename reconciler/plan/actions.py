@@ -1,16 +1,18 @@
-"""The closed set of things a plan can ask the executor to do.
+"""The closed sets a plan is made of: what a change does (`Action`) and why (`Reason`).
 
-Adding a member means teaching the planner to produce it, the executor to carry it out,
-the renderer to show it and `schemas/plan.schema.json` to accept it; tests parametrise over
-every member so a forgotten one fails.
+Adding an `Action` means teaching the planner to produce it, the executor to carry it out
+(`apply/handlers.py`), the renderer to show it (`render/plan.py`) and
+`schemas/plan.schema.json` to accept it; `tests/plan/test_actions.py` fails for a member that
+lacks a handler or a renderer. A `Reason` is why the planner asked for a change; the executor
+never reads it (what it needs is in `Change.params`).
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Action(Enum):
+class Action(StrEnum):
     # permissions on the platform
     GRANT_ROLE = "grant_role"
     REVOKE_ROLE = "revoke_role"
@@ -35,6 +37,32 @@ class Action(Enum):
     def writes(self) -> bool:
         """Changes data in a system (so later checks must look again)."""
         return self in _WRITES
+
+    @property
+    def per_request(self) -> bool:
+        """Done for one request (permission changes and refreshes serve everyone)."""
+        return self not in (*PERMISSION_ACTIONS, Action.REFRESH)
+
+
+class Reason(StrEnum):
+    """Why the planner asked for a change (`Change.detail` says it in words)."""
+
+    IN_ACCESS = "in_access"  # access.yaml gives the role
+    MANUAL_GRANT = "manual_grant"  # the platform holds a role access.yaml does not give
+    NOT_IN_ACCESS = "not_in_access"  # the platform holds a user access.yaml does not list
+    ERASE_AT_SOURCE = "erase_at_source"
+    MASK_RETAINED = "mask_retained"  # rows kept under an obligation, their personal data masked
+    USER_DATA = "user_data"  # data the platform created about one of its users
+    REINGESTED = "reingested"  # a completed erasure's subject came back
+    SOURCE_NOT_WRITABLE = "source_not_writable"
+    UPSTREAM_CHANGED = "upstream_changed"  # a system it ingests was erased in this run
+    HOLDS_ERASED = "holds_erased"  # it still holds subjects whose sources are clean
+    PROVE_ABSENT = "prove_absent"
+    SYSTEM_LOGS = "system_logs"
+    ALL_STEPS_DONE = "all_steps_done"
+    APPROVED = "approved"  # an export's approval counts
+    EXPIRED = "expired"  # an export package's time is up
+    CANCELLED = "cancelled"
 
 
 PERMISSION_ACTIONS = (Action.GRANT_ROLE, Action.REVOKE_ROLE, Action.REMOVE_USER)

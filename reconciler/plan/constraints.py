@@ -1,7 +1,8 @@
-"""Checks of the data map against the real schema of a system (from reflection).
+"""Checks of the data map and of planned deletes against the real schema of a system.
 
-A masking strategy that would break a column's constraints is reported before anything
-runs, not as a database error halfway through. Pure: takes the reflected schema.
+A masking strategy that would break a column's constraints, or a delete that would break a
+foreign key from rows that stay, is reported before anything runs, not as a database error
+halfway through. Pure: takes the reflected schema and the observed matches.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.connectors.reflection import ColumnInfo, SchemaInfo
-from reconciler.desired.model import MaskStrategy, System, Table, TableKind
+from reconciler.desired.files import SYSTEMS_FILE
+from reconciler.desired.model import ErasureStrategy, MaskStrategy, System, Table, TableKind
 from reconciler.errors import Diagnostic
+from reconciler.observe.model import Match
 from reconciler.privacy.masking import min_length
-
-SYSTEMS_FILE = "policies/systems.yaml"
 
 
 def check_masks(system: System, schema: SchemaInfo) -> list[Diagnostic]:
@@ -93,3 +94,66 @@ def _mask_problems(strategy: MaskStrategy, info: ColumnInfo, where: str) -> list
             f"at most {info.length}"
         )
     return out
+
+
+def foreign_key_problems(
+    system: System,
+    schema: SchemaInfo | None,
+    rid: str,
+    table: str,
+    m: Match,
+    child_matches: Mapping[str, Match],
+) -> list[str]:
+    """Why deleting `m.pending` rows of `table` for request `rid` would break a foreign key
+    from retained or unmapped rows, each with what to change; refused before anything runs.
+    `child_matches`: the request's matches in the other tables of the system."""
+    problems = []
+    for ref, count in sorted(m.referenced_by.items()):
+        if not count:
+            continue
+        child, _, col = ref.rpartition(".")
+        fk = next(
+            (
+                f
+                for f in (schema.foreign_keys if schema else ())
+                if f.table == child and f.columns == (col,) and f.referred_table == table
+            ),
+            None,
+        )
+        spec = system.tables.get(child)
+        child_match = child_matches.get(child)
+        deleted_too = (
+            spec is not None
+            and spec.erasure is ErasureStrategy.DELETE
+            and child_match is not None
+            and len(child_match.keys) >= count
+        )
+        ondelete = fk.ondelete if fk else None
+        if deleted_too:
+            continue
+        nullable = bool(
+            schema and schema.tables.get(child, {}).get(col) and schema.tables[child][col].nullable
+        )
+        if ondelete == "SET NULL" and nullable:
+            continue
+        what = "retained" if spec is not None else "unmapped"
+        if ondelete == "CASCADE":
+            problems.append(
+                f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would "
+                f"cascade-delete {count} {what} rows of {system.name}.{child} "
+                f"(foreign key {child}.{col} ON DELETE CASCADE); change the foreign key to "
+                f"ON DELETE SET NULL, or mask {table} instead of deleting it in {SYSTEMS_FILE}"
+            )
+            continue
+        problems.append(
+            f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would break "
+            f"the foreign key {child}.{col} -> {table}: {count} {what} rows of "
+            f"{system.name}.{child} still reference them. Change systems.{system.name}."
+            f"tables.{table}.on_erasure in {SYSTEMS_FILE} to mask instead of delete, or make "
+            f"{child}.{col} nullable with ON DELETE SET NULL in the database"
+        )
+    return problems
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"

@@ -11,7 +11,6 @@ comes back is erased again and marked re-ingested. No I/O here (see planner.py).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,12 +18,10 @@ from datetime import date
 
 from reconciler.connectors.reflection import SchemaInfo
 from reconciler.desired.deadlines import days_left
+from reconciler.desired.files import ACCESS_FILE, SYSTEMS_FILE
 from reconciler.desired.model import (
-    Completed,
     Desired,
     ErasureStrategy,
-    Match,
-    Observed,
     Request,
     RequestType,
     SubjectKind,
@@ -32,19 +29,12 @@ from reconciler.desired.model import (
     SystemRole,
     TableKind,
 )
-from reconciler.plan.actions import Action
-from reconciler.plan.constraints import check_masks
-from reconciler.plan.model import Change, RequestView, Retained
-
-SYSTEMS_FILE = "policies/systems.yaml"
-
-
-@dataclass(slots=True)
-class ErasurePlan:
-    changes: list[Change] = field(default_factory=list)
-    views: list[RequestView] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+from reconciler.desired.order import children_first, ingestion_order, upstream_of
+from reconciler.observe.model import Match, Observed
+from reconciler.plan.actions import Action, Reason
+from reconciler.plan.constraints import check_masks, foreign_key_problems
+from reconciler.plan.model import Change, Params, PlanPart, RequestView, Retained
+from reconciler.store.records import Outcome, RequestState, Tombstone
 
 
 @dataclass(slots=True)
@@ -63,15 +53,15 @@ class _Req:
 
 def plan_erasures(
     desired: Desired, observed: Observed, today: date, removals: tuple[str, ...] = ()
-) -> ErasurePlan:
+) -> PlanPart:
     """`removals`: ids of the permission plan's remove_user changes, which a user erasure's
     verification waits for."""
-    out = ErasurePlan()
+    out = PlanPart()
     for system, obs in sorted(observed.systems.items()):
         if obs.schema is not None and system in desired.systems:
             out.errors += [str(d) for d in check_masks(desired.systems[system], obs.schema)]
     for name, status in sorted(observed.refreshes.items()):
-        if status.status == "failed":
+        if status.status is Outcome.FAILED:
             out.warnings.append(
                 f"the last refresh of {name} failed at {status.at:%Y-%m-%d %H:%M} UTC: "
                 f"{status.message}; dsr retries it when it is needed"
@@ -91,8 +81,8 @@ def plan_erasures(
                 f"{rid}: the request file is gone, but the erasure completed on "
                 f"{done.completed_at:%Y-%m-%d} stays in force (its tombstone is in the state store)"
             )
-        kind = req.subject_kind.value if req else done.subject_kind if done else "customer"
-        if kind == SubjectKind.USER.value:
+        kind = req.subject_kind if req else done.subject_kind if done else SubjectKind.CUSTOMER
+        if kind is SubjectKind.USER:
             _plan_user(desired, observed, rid, req, done, today, removals, out)
             continue
         wanted = req.systems if req else done.systems if done else None
@@ -124,7 +114,7 @@ def _view(
     rid: str,
     req: Request | None,
     today: date,
-    state: str,
+    state: RequestState,
     note: str | None = None,
     *,
     reingested: bool = False,
@@ -133,8 +123,8 @@ def _view(
 ) -> RequestView:
     return RequestView(
         id=rid,
-        type=RequestType.ERASURE.value,
-        subject_kind=req.subject_kind.value if req else kind.value,
+        type=RequestType.ERASURE,
+        subject_kind=req.subject_kind if req else kind,
         state=state,
         due=req.due.isoformat() if req else None,
         days_left=days_left(req.due, today) if req else None,
@@ -149,9 +139,9 @@ def _closed_view(rid: str, req: Request | None, completed: bool, today: date) ->
     if req is None:
         return None
     if req.legal_hold:
-        return _view(rid, req, today, "held", f"legal hold: {req.legal_hold}")
+        return _view(rid, req, today, RequestState.HELD, f"legal hold: {req.legal_hold}")
     if req.cancelled and not completed:
-        return _view(rid, req, today, "cancelled", f"cancelled: {req.cancelled}")
+        return _view(rid, req, today, RequestState.CANCELLED, f"cancelled: {req.cancelled}")
     return None
 
 
@@ -160,17 +150,19 @@ def _plan_user(
     observed: Observed,
     rid: str,
     req: Request | None,
-    done: Completed | None,
+    done: Tombstone | None,
     today: date,
     removals: tuple[str, ...],
-    out: ErasurePlan,
+    out: PlanPart,
 ) -> None:
     """A platform user: their roles go (remove_user, from the permission plan) and their user
     data is deleted or masked in the platform; the audit log stays."""
     system = desired.permissions_system()
     completed_on = done.completed_at.date() if done else None
 
-    def view(state: str, note: str | None = None, retained: Iterable[Retained] = ()) -> None:
+    def view(
+        state: RequestState, note: str | None = None, retained: Iterable[Retained] = ()
+    ) -> None:
         out.views.append(
             _view(
                 rid,
@@ -180,28 +172,29 @@ def _plan_user(
                 note,
                 retained=retained,
                 kind=SubjectKind.USER,
-                reingested=completed_on is not None and state in ("pending", "waiting"),
+                reingested=completed_on is not None and state in _OPEN,
             )
         )
 
     if system is None or system.permissions is None:
-        view("blocked", "no system in policies/systems.yaml declares permissions")
+        view(RequestState.BLOCKED, f"no system in {SYSTEMS_FILE} declares permissions")
         return
     if rid in observed.users_in_access:
         out.warnings.append(
-            f"{rid} erases a platform user who is still in policies/access.yaml: the two "
-            "disagree; remove the user from policies/access.yaml too"
+            f"{rid} erases a platform user who is still in {ACCESS_FILE}: the two "
+            f"disagree; remove the user from {ACCESS_FILE} too"
         )
-        view("blocked", "the user is still in policies/access.yaml")
+        view(RequestState.BLOCKED, f"the user is still in {ACCESS_FILE}")
         return
     obs = observed.systems.get(system.name)
     if obs is None or obs.error:
-        view("blocked", f"cannot read {system.name}: {obs.error if obs else 'not observed'}")
+        view(
+            RequestState.BLOCKED,
+            f"cannot read {system.name}: {obs.error if obs else 'not observed'}",
+        )
         return
     r = _Req(rid, req, [system.name], completed_on)
-    for table in children_first(
-        System(system.name, system.role, system.url, tables=system.user_data), obs.schema
-    ):
+    for table in children_first(system.user_data, _foreign_keys(obs.schema)):
         spec = system.user_data[table]
         m = obs.matches.get((rid, table))
         if m is None or not m.keys:
@@ -219,14 +212,16 @@ def _plan_user(
         if not m.pending:
             continue
         action = Action.DELETE_ROWS if spec.erasure is ErasureStrategy.DELETE else Action.MASK_ROWS
+        reason, detail = _why(r, Reason.USER_DATA, "user data created by the platform")
         r.erase.append(
             Change(
                 id=f"{action.value}:{system.name}:{rid}:{table}",
                 action=action,
                 system=system.name,
                 target=table,
-                reason=_reingested(r) or "user data created by the platform",
-                params={"table": table, "user_data": "true"},
+                reason=reason,
+                detail=detail,
+                params=Params(table=table, user_data=True),
                 request=rid,
                 rows=len(m.pending),
                 depends_on=tuple(c.id for c in r.erase),
@@ -234,7 +229,7 @@ def _plan_user(
         )
     roles = obs.matches.get((rid, system.permissions.table))
     if completed_on and not r.erase and not (roles and roles.pending):
-        view("completed", f"completed {completed_on}", r.retained)
+        view(RequestState.COMPLETED, f"completed {completed_on}", r.retained)
         return
     tables = [
         t
@@ -246,14 +241,15 @@ def _plan_user(
         action=Action.VERIFY,
         system=system.name,
         target=", ".join(tables),
-        reason="no roles left; user data deleted or masked",
-        params={"tables": ",".join(tables), "user_data": "true"},
+        reason=Reason.PROVE_ABSENT,
+        detail="no roles left; user data deleted or masked",
+        params=Params(tables=tuple(tables), user_data=True),
         request=rid,
         depends_on=tuple(c.id for c in r.erase) + removals,
     )
     complete = _complete(r, (verify.id,))
     out.changes += [*r.erase, verify, complete]
-    view("pending", None, r.retained)
+    view(RequestState.PENDING, None, r.retained)
 
 
 def _match(observed: Observed, system: str, rid: str, table: str) -> Match | None:
@@ -261,14 +257,14 @@ def _match(observed: Observed, system: str, rid: str, table: str) -> Match | Non
     return obs.matches.get((rid, table)) if obs else None
 
 
-def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: ErasurePlan) -> None:
+def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: PlanPart) -> None:
     for name in r.systems:
         system = desired.systems[name]
         if system.role is not SystemRole.SOURCE:
             continue
         schema = observed.systems[name].schema if name in observed.systems else None
         waiting: list[tuple[str, int]] = []
-        for table in children_first(system, schema):
+        for table in children_first(system.tables, _foreign_keys(schema)):
             spec = system.tables[table]
             m = _match(observed, name, r.id, table)
             if spec.kind is not TableKind.DATA or spec.erasure is None or m is None or not m.keys:
@@ -291,10 +287,14 @@ def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: ErasurePla
             action = (
                 Action.DELETE_ROWS if spec.erasure is ErasureStrategy.DELETE else Action.MASK_ROWS
             )
-            reason = _reingested(r) or (
-                "erased at the source"
+            reason, detail = (
+                _why(r, Reason.ERASE_AT_SOURCE, "erased at the source")
                 if action is Action.DELETE_ROWS
-                else f"masked: {', '.join(sorted(spec.mask))}; retained: {spec.reason}"
+                else _why(
+                    r,
+                    Reason.MASK_RETAINED,
+                    f"masked: {', '.join(sorted(spec.mask))}; retained: {spec.reason}",
+                )
             )
             change = Change(
                 id=f"{action.value}:{name}:{r.id}:{table}",
@@ -302,13 +302,17 @@ def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: ErasurePla
                 system=name,
                 target=table,
                 reason=reason,
-                params={"table": table},
+                detail=detail,
+                params=Params(table=table),
                 request=r.id,
                 rows=len(m.pending),
                 depends_on=tuple(c.id for c in r.erase if c.system == name),
             )
             if action is Action.DELETE_ROWS:
-                out.errors += _foreign_key_problems(system, schema, r.id, table, m, observed)
+                matches = {
+                    t: found for t in system.tables if (found := _match(observed, name, r.id, t))
+                }
+                out.errors += foreign_key_problems(system, schema, r.id, table, m, matches)
             r.erase.append(change)
         if waiting:
             r.awaits.append(
@@ -317,8 +321,9 @@ def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: ErasurePla
                     action=Action.AWAIT_SOURCE,
                     system=name,
                     target=", ".join(f"{t} {_rows(n)}" for t, n in waiting),
-                    reason=f"{name} is not writable by dsr: its owner must delete it",
-                    params={"tables": ",".join(t for t, _ in waiting)},
+                    reason=Reason.SOURCE_NOT_WRITABLE,
+                    detail=f"{name} is not writable by dsr: its owner must delete it",
+                    params=Params(tables=tuple(t for t, _ in waiting)),
                     request=r.id,
                     rows=sum(n for _, n in waiting),
                 )
@@ -326,7 +331,7 @@ def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: ErasurePla
 
 
 def _plan_refreshes(
-    desired: Desired, observed: Observed, active: list[_Req], out: ErasurePlan
+    desired: Desired, observed: Observed, active: list[_Req], out: PlanPart
 ) -> dict[str, Change]:
     """One refresh per platform or downstream system that needs it, in ingestion order."""
     erased_at: dict[str, list[str]] = defaultdict(list)
@@ -357,7 +362,7 @@ def _plan_refreshes(
                 f"{name} must be refreshed but declares no refresh in {SYSTEMS_FILE}"
             )
             continue
-        reason = (
+        detail = (
             f"after {', '.join(changed)}"
             if changed
             else (
@@ -366,15 +371,14 @@ def _plan_refreshes(
             )
         )
         if system.role is SystemRole.DOWNSTREAM and changed:
-            reason += " (downstream)"
+            detail += " (downstream)"
         refreshes[name] = Change(
             id=f"refresh:{name}",
             action=Action.REFRESH,
             system=name,
-            target=reason,
-            reason=reason,
-            params={},
-            rows=0,
+            target=detail,
+            reason=Reason.UPSTREAM_CHANGED if changed else Reason.HOLDS_ERASED,
+            detail=detail,
             # Its place in the plan puts it after every source change; it does not need them
             # to succeed (one failed erasure must not hold back every other request's).
             depends_on=tuple(refreshes[u].id for u in changed if u in refreshes),
@@ -390,21 +394,21 @@ def _plan_rest(
     r: _Req,
     refreshes: Mapping[str, Change],
     today: date,
-    out: ErasurePlan,
+    out: PlanPart,
 ) -> None:
-    def view(state: str, note: str | None = None) -> RequestView:
+    def view(state: RequestState, note: str | None = None) -> RequestView:
         return _view(
             r.id,
             r.request,
             today,
             state,
             note,
-            reingested=r.completed_on is not None and state in ("pending", "waiting"),
+            reingested=r.completed_on is not None and state in _OPEN,
             retained=r.retained,
         )
 
     if r.blocked:
-        out.views.append(view("blocked", r.blocked))
+        out.views.append(view(RequestState.BLOCKED, r.blocked))
         return
     logs = [
         (name, table, m)
@@ -416,7 +420,7 @@ def _plan_rest(
     ]
     holds = [n for n in r.systems if _holds(desired.systems[n], observed, r.id)]
     if r.completed_on and not (r.erase or r.awaits or logs or holds):
-        out.views.append(view("completed", f"completed {r.completed_on}"))
+        out.views.append(view(RequestState.COMPLETED, f"completed {r.completed_on}"))
         return
     needs_refresh = [
         n
@@ -424,7 +428,9 @@ def _plan_rest(
         if desired.systems[n].role is not SystemRole.SOURCE and n not in refreshes and not r.awaits
     ]
     if needs_refresh and any(desired.systems[n].refresh is None for n in needs_refresh):
-        out.views.append(view("blocked", f"{', '.join(needs_refresh)} cannot be refreshed"))
+        out.views.append(
+            view(RequestState.BLOCKED, f"{', '.join(needs_refresh)} cannot be refreshed")
+        )
         return
     before = [c.id for c in r.erase + r.awaits] + [
         refreshes[n].id for n in r.systems if n in refreshes
@@ -445,8 +451,9 @@ def _plan_rest(
                 action=Action.VERIFY,
                 system=name,
                 target=", ".join(tables),
-                reason="absent (deleted) or masked in every mapped table",
-                params={"tables": ",".join(tables)},
+                reason=Reason.PROVE_ABSENT,
+                detail="absent (deleted) or masked in every mapped table",
+                params=Params(tables=tuple(tables)),
                 request=r.id,
                 depends_on=tuple(before),
             )
@@ -457,8 +464,9 @@ def _plan_rest(
             action=Action.PURGE_LOGS,
             system=name,
             target=table,
-            reason="system-generated logs that mention the subject",
-            params={"table": table},
+            reason=Reason.SYSTEM_LOGS,
+            detail="system-generated logs that mention the subject",
+            params=Params(table=table),
             request=r.id,
             rows=len(m.pending),
             depends_on=tuple(v.id for v in verifies),
@@ -468,30 +476,27 @@ def _plan_rest(
     complete = _complete(r, tuple(c.id for c in verifies + purges))
     out.changes += verifies + purges + [complete]
     if r.awaits:
-        out.views.append(view("waiting", f"waiting on {', '.join(c.system for c in r.awaits)}"))
+        waiting_on = ", ".join(c.system for c in r.awaits)
+        out.views.append(view(RequestState.WAITING, f"waiting on {waiting_on}"))
     else:
-        out.views.append(view("pending"))
+        out.views.append(view(RequestState.PENDING))
 
 
 def _complete(r: _Req, depends_on: tuple[str, ...]) -> Change:
     """Recording completion: the receipt (with what was retained, and why) and the tombstone."""
-    retained = [
-        {
-            "system": x.system,
-            "table": x.table,
-            "rows": x.rows,
-            "reason": x.reason,
-            "masked": x.masked,
-        }
-        for x in r.retained
-    ]
+    reason, detail = _why(r, Reason.ALL_STEPS_DONE, "all steps done")
     return Change(
         id=f"complete:dsr:{r.id}",
         action=Action.COMPLETE,
         system="dsr",
         target="receipt in the audit log",
-        reason=_reingested(r) or "all steps done",
-        params={"retained": json.dumps(retained, sort_keys=True), "systems": ",".join(r.systems)},
+        reason=reason,
+        detail=detail,
+        params=Params(
+            systems=tuple(r.systems),
+            retained=tuple(r.retained),
+            reingested=r.completed_on is not None,
+        ),
         request=r.id,
         depends_on=depends_on,
     )
@@ -507,120 +512,21 @@ def _holds(system: System, observed: Observed, rid: str) -> bool:
     )
 
 
-def _reingested(r: _Req) -> str | None:
+def _why(r: _Req, reason: Reason, detail: str) -> tuple[Reason, str]:
+    """The reason for one of a request's changes, and its words: a subject that came back is
+    erased again as re-ingested, whatever the step."""
     if r.completed_on is None:
-        return None
-    return f"re-ingested: the erasure completed on {r.completed_on}, the subject came back"
+        return reason, detail
+    came_back = f"re-ingested: the erasure completed on {r.completed_on}, the subject came back"
+    return Reason.REINGESTED, came_back
+
+
+def _foreign_keys(schema: SchemaInfo | None) -> list[tuple[str, str]]:
+    return [(fk.table, fk.referred_table) for fk in schema.foreign_keys] if schema else []
+
+
+_OPEN = (RequestState.PENDING, RequestState.WAITING)
 
 
 def _rows(n: int) -> str:
     return f"{n} row{'s' if n != 1 else ''}"
-
-
-def _foreign_key_problems(
-    system: System, schema: SchemaInfo | None, rid: str, table: str, m: Match, observed: Observed
-) -> list[str]:
-    """Deleting rows that retained (or unmapped) rows still reference is refused up front."""
-    problems = []
-    for ref, count in sorted(m.referenced_by.items()):
-        if not count:
-            continue
-        child, _, col = ref.rpartition(".")
-        fk = next(
-            (
-                f
-                for f in (schema.foreign_keys if schema else ())
-                if f.table == child and f.columns == (col,) and f.referred_table == table
-            ),
-            None,
-        )
-        spec = system.tables.get(child)
-        child_match = _match(observed, system.name, rid, child)
-        deleted_too = (
-            spec is not None
-            and spec.erasure is ErasureStrategy.DELETE
-            and child_match is not None
-            and len(child_match.keys) >= count
-        )
-        ondelete = fk.ondelete if fk else None
-        if deleted_too:
-            continue
-        nullable = bool(
-            schema and schema.tables.get(child, {}).get(col) and schema.tables[child][col].nullable
-        )
-        if ondelete == "SET NULL" and nullable:
-            continue
-        what = "retained" if spec is not None else "unmapped"
-        if ondelete == "CASCADE":
-            problems.append(
-                f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would "
-                f"cascade-delete {count} {what} rows of {system.name}.{child} "
-                f"(foreign key {child}.{col} ON DELETE CASCADE); change the foreign key to "
-                f"ON DELETE SET NULL, or mask {table} instead of deleting it in {SYSTEMS_FILE}"
-            )
-            continue
-        problems.append(
-            f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would break "
-            f"the foreign key {child}.{col} -> {table}: {count} {what} rows of "
-            f"{system.name}.{child} still reference them. Change systems.{system.name}."
-            f"tables.{table}.on_erasure in {SYSTEMS_FILE} to mask instead of delete, or make "
-            f"{child}.{col} nullable with ON DELETE SET NULL in the database"
-        )
-    return problems
-
-
-def children_first(system: System, schema: SchemaInfo | None) -> list[str]:
-    """Mapped tables ordered so that a table comes before every table it references (by
-    the data map's subject links and by the database's foreign keys)."""
-    parents: dict[str, set[str]] = defaultdict(set)
-    for fk in schema.foreign_keys if schema else ():
-        if (
-            fk.table in system.tables
-            and fk.referred_table in system.tables
-            and fk.table != fk.referred_table
-        ):
-            parents[fk.table].add(fk.referred_table)
-    # A subject link usually follows a foreign key; where it runs against one (customer ->
-    # address, the address reached through the customer), the database's order wins.
-    for name, spec in system.tables.items():
-        if spec.subject is not None and name not in parents[spec.subject.table]:
-            parents[name].add(spec.subject.table)
-    return list(reversed(_topological(sorted(system.tables), parents)))
-
-
-def ingestion_order(systems: Mapping[str, System]) -> list[str]:
-    """Systems ordered so that every system comes after the systems it ingests."""
-    return _topological(sorted(systems), {n: set(s.ingests) for n, s in systems.items()})
-
-
-def upstream_of(systems: Mapping[str, System], name: str) -> set[str]:
-    seen: set[str] = set()
-    todo = list(systems[name].ingests)
-    while todo:
-        n = todo.pop()
-        if n in seen or n not in systems:
-            continue
-        seen.add(n)
-        todo += systems[n].ingests
-    return seen
-
-
-def _topological(names: Iterable[str], before: Mapping[str, set[str]]) -> list[str]:
-    """Depth-first order in which every name follows the names in `before[name]`; stable
-    for the given order, and tolerant of cycles (a cycle is broken where it closes)."""
-    order: list[str] = []
-    state: dict[str, int] = {}
-    known = set(names)
-
-    def visit(n: str) -> None:
-        if state.get(n) or n not in known:
-            return
-        state[n] = 1
-        for p in sorted(before.get(n, ())):
-            visit(p)
-        state[n] = 2
-        order.append(n)
-
-    for n in names:
-        visit(n)
-    return order

@@ -8,37 +8,30 @@ requester, on or after the request was received), exactly once, and expired afte
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from reconciler.desired.approvals import approval_status
 from reconciler.desired.deadlines import days_left
-from reconciler.desired.model import (
-    Desired,
-    Observed,
-    Request,
-    RequestType,
-    SubjectKind,
-    TableKind,
-)
-from reconciler.plan.actions import Action
-from reconciler.plan.erasures import ErasurePlan
-from reconciler.plan.model import Change, RequestView
+from reconciler.desired.model import Desired, Request, RequestType, SubjectKind, TableKind
+from reconciler.observe.model import Observed
+from reconciler.plan.actions import Action, Reason
+from reconciler.plan.model import Change, ExportTable, Params, PlanPart, RequestView
+from reconciler.store.records import RequestState
 
 
-def plan_exports(desired: Desired, observed: Observed, now: datetime) -> ErasurePlan:
-    out = ErasurePlan()
+def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPart:
+    out = PlanPart()
     today = now.date()
     for rid, req in sorted(desired.requests.items()):
         if req.type is not RequestType.EXPORT:
             continue
 
-        def view(state: str, note: str | None, req: Request = req) -> None:
+        def view(state: RequestState, note: str | None, req: Request = req) -> None:
             out.views.append(
                 RequestView(
                     id=req.id,
-                    type=req.type.value,
-                    subject_kind=req.subject_kind.value,
+                    type=req.type,
+                    subject_kind=req.subject_kind,
                     state=state,
                     due=req.due.isoformat(),
                     days_left=days_left(req.due, today),
@@ -48,11 +41,14 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> Erasure
 
         built = observed.exports.get(rid)
         if built is not None and built.expired_at is not None:
-            view("expired", f"expired {built.expired_at:%Y-%m-%d}; the audit record stays")
+            view(
+                RequestState.EXPIRED, f"expired {built.expired_at:%Y-%m-%d}; the audit record stays"
+            )
             continue
         if built is not None:
             if req.cancelled or now >= built.expires_at:
-                why = (
+                reason = Reason.CANCELLED if req.cancelled else Reason.EXPIRED
+                detail = (
                     "the request was cancelled"
                     if req.cancelled
                     else (
@@ -66,22 +62,23 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> Erasure
                         action=Action.EXPIRE_EXPORT,
                         system="dsr",
                         target=built.path,
-                        reason=why,
+                        reason=reason,
+                        detail=detail,
                         request=rid,
                     )
                 )
-            view("ready", f"ready: {built.path} (expires {built.expires_at:%Y-%m-%d})")
+            view(RequestState.READY, f"ready: {built.path} (expires {built.expires_at:%Y-%m-%d})")
             continue
         if req.cancelled:
-            view("cancelled", f"cancelled: {req.cancelled}")
+            view(RequestState.CANCELLED, f"cancelled: {req.cancelled}")
             continue
         approved, why = approval_status(req, desired.access)
         if not approved:
-            view("awaiting_approval", why)
+            view(RequestState.AWAITING_APPROVAL, why)
             continue
         tables, problem = _tables(desired, observed, req)
         if problem:
-            view("blocked", problem)
+            view(RequestState.BLOCKED, problem)
             continue
         out.changes.append(
             Change(
@@ -89,21 +86,22 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> Erasure
                 action=Action.BUILD_EXPORT,
                 system="dsr",
                 target=f"{desired.settings.outbox}/{rid}.zip",
-                reason=f"{why}; {len(tables)} tables",
-                params={"tables": json.dumps(tables)},
+                reason=Reason.APPROVED,
+                detail=f"{why}; {len(tables)} tables",
+                params=Params(exports=tuple(tables)),
                 request=rid,
-                rows=sum(n for _, _, n in tables),
+                rows=sum(t.rows for t in tables),
             )
         )
-        view("pending", why)
+        view(RequestState.PENDING, why)
     return out
 
 
 def _tables(
     desired: Desired, observed: Observed, req: Request
-) -> tuple[list[tuple[str, str, int]], str | None]:
-    """(system, table, rows) of the subject in every table an export includes."""
-    found: list[tuple[str, str, int]] = []
+) -> tuple[list[ExportTable], str | None]:
+    """The subject's rows in every table an export includes."""
+    found: list[ExportTable] = []
     user = req.subject_kind is SubjectKind.USER
     for name, system in sorted(desired.systems.items()):
         if req.systems and name not in req.systems:
@@ -122,5 +120,5 @@ def _tables(
         for t in names:
             m = obs.matches.get((req.id, t))
             if m is not None and m.keys:
-                found.append((name, t, len(m.keys)))
+                found.append(ExportTable(name, t, len(m.keys)))
     return found, None

@@ -1,30 +1,21 @@
 """The plan: an explicit, serialisable list of changes, and whether it may be applied.
 
-Pure data. The executor acts on `Change.action` and `Change.params`; `reason` is for people
-and is never branched on. Only `planfile.py` knows how a plan is written to disk.
+Pure data. The executor acts on `Change.action` and `Change.params`; `Change.reason` says why
+the planner asked (a closed set, for reports and tests) and `Change.detail` says it in words,
+for people. Neither is read by the executor. Only `planfile.py` knows how a plan is written to
+disk.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from reconciler.desired.model import digest_of
-from reconciler.plan.actions import Action
+from reconciler.desired.model import RequestType, SubjectKind, digest_of
+from reconciler.plan.actions import Action, Reason
+from reconciler.store.records import RequestState
 
-FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    id: str  # deterministic: the same desired + observed state gives the same id
-    action: Action
-    system: str
-    target: str  # what it acts on, for display and audit (no raw personal data)
-    reason: str
-    params: dict[str, str] = field(default_factory=dict)  # what the executor needs
-    request: str | None = None
-    rows: int = 0
-    depends_on: tuple[str, ...] = ()
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +30,56 @@ class Retained:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportTable:
+    """A table an export package includes, and how many of the subject's rows it holds."""
+
+    system: str
+    table: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """What the executor needs to carry out a change beyond its action, system and request.
+
+    Each action reads its own fields: `user` and `role` the permission changes; `table` (and
+    `user_data`, for a platform's user-data table) delete, mask and purge; `tables` verify and
+    await; `systems`, `retained` and `reingested` complete; `exports` build_export.
+    """
+
+    user: str | None = None
+    role: str | None = None
+    table: str | None = None
+    user_data: bool = False
+    tables: tuple[str, ...] = ()
+    systems: tuple[str, ...] = ()
+    retained: tuple[Retained, ...] = ()
+    reingested: bool = False
+    exports: tuple[ExportTable, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: str  # deterministic: the same desired + observed state gives the same id
+    action: Action
+    system: str
+    target: str  # what it acts on, for display and audit (no raw personal data)
+    reason: Reason
+    detail: str  # the reason in words, for people
+    params: Params = Params()
+    request: str | None = None
+    rows: int = 0
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RequestView:
     """One request as the plan sees it: its deadline and state, for people and for status."""
 
     id: str
-    type: str
-    subject_kind: str
-    state: str  # pending | waiting | blocked | held | completed | cancelled
+    type: RequestType
+    subject_kind: SubjectKind
+    state: RequestState
     due: str | None = None  # ISO date; None for a tombstone whose request file is gone
     days_left: int | None = None
     note: str | None = None
@@ -54,15 +88,17 @@ class RequestView:
 
     @property
     def overdue(self) -> bool:
-        return (
-            self.days_left is not None
-            and self.days_left < 0
-            and self.state
-            not in (
-                "completed",
-                "cancelled",
-            )
-        )
+        return self.days_left is not None and self.days_left < 0 and not self.state.finished
+
+
+@dataclass(slots=True)
+class PlanPart:
+    """What one part of the planner (permissions, erasures, exports) contributes to a plan."""
+
+    changes: list[Change] = field(default_factory=list)
+    views: list[RequestView] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,32 +125,12 @@ class Plan:
     def blocked(self) -> tuple[RequestView, ...]:
         """Requests the plan cannot move (a system unreadable, a conflict to resolve): the
         rest of the plan applies, but the run is not a success."""
-        return tuple(v for v in self.requests if v.state == "blocked")
+        return tuple(v for v in self.requests if v.state is RequestState.BLOCKED)
 
     @property
     def id(self) -> str:
         """Identifies everything the plan says (not when it was made): any edit to a saved
-        plan's changes, parameters, dependencies, warnings or errors changes its id."""
-        return digest_of(
-            {
-                "desired": self.desired_digest,
-                "observed": self.observed_digests,
-                "changes": [
-                    [
-                        c.id,
-                        c.action.value,
-                        c.system,
-                        c.target,
-                        c.reason,
-                        sorted(c.params.items()),
-                        c.request,
-                        c.rows,
-                        list(c.depends_on),
-                    ]
-                    for c in self.changes
-                ],
-                "warnings": list(self.warnings),
-                "errors": list(self.errors),
-                "requests": [repr(v) for v in self.requests],
-            }
-        )[7:23]
+        plan's changes, parameters, dependencies, warnings, errors or requests changes it."""
+        content = dataclasses.asdict(self)
+        del content["created_at"]
+        return digest_of(content)[7:23]

@@ -12,10 +12,20 @@ from typing import Any
 
 import jsonschema
 
+from reconciler.desired.model import RequestType, SubjectKind
 from reconciler.desired.schemas import load_schema
 from reconciler.errors import DsrError
-from reconciler.plan.actions import Action
-from reconciler.plan.model import FORMAT_VERSION, Change, Plan, RequestView, Retained
+from reconciler.plan.actions import Action, Reason
+from reconciler.plan.model import (
+    FORMAT_VERSION,
+    Change,
+    ExportTable,
+    Params,
+    Plan,
+    RequestView,
+    Retained,
+)
+from reconciler.store.records import RequestState
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
@@ -34,8 +44,9 @@ def to_dict(plan: Plan) -> dict[str, Any]:
                 "action": c.action.value,
                 "system": c.system,
                 "target": c.target,
-                "reason": c.reason,
-                "params": dict(sorted(c.params.items())),
+                "reason": c.reason.value,
+                "detail": c.detail,
+                "params": _params_dict(c.params),
                 "request": c.request,
                 "rows": c.rows,
                 "depends_on": list(c.depends_on),
@@ -47,24 +58,15 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         "requests": [
             {
                 "id": v.id,
-                "type": v.type,
-                "subject_kind": v.subject_kind,
-                "state": v.state,
+                "type": v.type.value,
+                "subject_kind": v.subject_kind.value,
+                "state": v.state.value,
                 "due": v.due,
                 "days_left": v.days_left,
                 "overdue": v.overdue,
                 "note": v.note,
                 "reingested": v.reingested,
-                "retained": [
-                    {
-                        "system": r.system,
-                        "table": r.table,
-                        "rows": r.rows,
-                        "reason": r.reason,
-                        "masked": r.masked,
-                    }
-                    for r in v.retained
-                ],
+                "retained": [_retained_dict(r) for r in v.retained],
             }
             for v in plan.requests
         ],
@@ -87,8 +89,9 @@ def from_dict(data: dict[str, Any]) -> Plan:
                 action=Action(c["action"]),
                 system=c["system"],
                 target=c["target"],
-                reason=c["reason"],
-                params=dict(c["params"]),
+                reason=Reason(c["reason"]),
+                detail=c["detail"],
+                params=_params(c["params"]),
                 request=c["request"],
                 rows=c["rows"],
                 depends_on=tuple(c["depends_on"]),
@@ -100,22 +103,65 @@ def from_dict(data: dict[str, Any]) -> Plan:
         requests=tuple(
             RequestView(
                 id=v["id"],
-                type=v["type"],
-                subject_kind=v["subject_kind"],
-                state=v["state"],
+                type=RequestType(v["type"]),
+                subject_kind=SubjectKind(v["subject_kind"]),
+                state=RequestState(v["state"]),
                 due=v["due"],
                 days_left=v["days_left"],
                 note=v["note"],
                 reingested=v["reingested"],
-                retained=tuple(
-                    Retained(r["system"], r["table"], r["rows"], r["reason"], r["masked"])
-                    for r in v["retained"]
-                ),
+                retained=tuple(_retained(r) for r in v["retained"]),
             )
             for v in data["requests"]
         ),
         format_version=data["format_version"],
     )
+
+
+def _retained_dict(r: Retained) -> dict[str, Any]:
+    return {
+        "system": r.system,
+        "table": r.table,
+        "rows": r.rows,
+        "reason": r.reason,
+        "masked": r.masked,
+    }
+
+
+def _retained(data: dict[str, Any]) -> Retained:
+    return Retained(data["system"], data["table"], data["rows"], data["reason"], data["masked"])
+
+
+def _params_dict(params: Params) -> dict[str, Any]:
+    """Only the fields a change sets: each action reads its own."""
+    out: dict[str, Any] = {}
+    for name in Params.__dataclass_fields__:
+        value = getattr(params, name)
+        if value == getattr(_NO_PARAMS, name):
+            continue
+        if name == "retained":
+            value = [_retained_dict(r) for r in value]
+        elif name == "exports":
+            value = [{"system": e.system, "table": e.table, "rows": e.rows} for e in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+def _params(data: dict[str, Any]) -> Params:
+    given = dict(data)
+    for name in ("tables", "systems"):
+        if name in given:
+            given[name] = tuple(given[name])
+    if "retained" in given:
+        given["retained"] = tuple(_retained(r) for r in given["retained"])
+    if "exports" in given:
+        given["exports"] = tuple(ExportTable(**e) for e in given["exports"])
+    return Params(**given)
+
+
+_NO_PARAMS = Params()
 
 
 def write_plan(plan: Plan, path: Path) -> None:

@@ -2,7 +2,7 @@
 
 `hmac-sha256:<key id>:<hex>` over the normalised value is the only form in which an
 identifier is ever written by dsr. Pure functions: the key is passed in, never read here
-from the environment (see `resolve_key` callers at the edges).
+from the environment (`workspace.identity_key` does that, at the edge).
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reconciler.desired.model import Sensitive, Settings
-from reconciler.errors import DsrError
+from reconciler.privacy.withhold import Sensitive
 
 _NOT_DIGIT = re.compile(r"\D")
 
@@ -50,15 +47,3 @@ def _normal(kind: str, raw: str) -> str:
     if kind == "phone":
         return "+" + _NOT_DIGIT.sub("", raw)
     return raw.strip()
-
-
-def resolve_key(settings: Settings, environ: Mapping[str, str] | None = None) -> IdentityKey:
-    """The identity key named in dsr.yaml; falls back to its development key (flagged)."""
-    env = os.environ if environ is None else environ
-    ref = settings.identity_key
-    if ref and ref.startswith("env:") and env.get(ref[4:]):
-        return IdentityKey(settings.identity_key_id, env[ref[4:]].encode(), development=False)
-    if settings.development_key:
-        return IdentityKey(settings.identity_key_id, settings.development_key.encode(), True)
-    name = ref[4:] if ref else "DSR_IDENTITY_KEY"
-    raise DsrError(f"the identity key is not set: export {name} (named in dsr.yaml identity.key)")

@@ -7,13 +7,14 @@ identifier of a data subject: changes already carry only counts, table names and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from deepdiff import DeepDiff
 
 from reconciler.plan.actions import PERMISSION_ACTIONS, Action
 from reconciler.plan.model import Change, Plan, RequestView
+from reconciler.store.records import RequestState
 
 _SIGN = {Action.GRANT_ROLE: "+", Action.REVOKE_ROLE: "-", Action.REMOVE_USER: "-"}
 
@@ -44,7 +45,7 @@ def _n(count: int, word: str) -> str:
 def summary(plan: Plan) -> str:
     if plan.errors:
         return f"Plan refused: {_n(len(plan.errors), 'problem')}; nothing will be changed."
-    completed = [v for v in plan.requests if v.state == "completed"]
+    completed = [v for v in plan.requests if v.state is RequestState.COMPLETED]
     rechecked = (
         f" {_n(len(completed), 'completed erasure')} re-checked: nothing came back."
         if completed
@@ -88,7 +89,7 @@ def summary(plan: Plan) -> str:
     if role_changes:
         parts.append(_n(role_changes, "role change"))
     text = "Plan: " + ", ".join(parts)
-    waiting = [v for v in plan.requests if v.state == "waiting"]
+    waiting = [v for v in plan.requests if v.state is RequestState.WAITING]
     if waiting:
         text += f"; {_n(len(waiting), 'request')} waiting on a source"
     return text + "." + blocked + rechecked
@@ -131,7 +132,7 @@ def request_rows(plan: Plan, view: RequestView) -> list[Row]:
         if not sources_done and c.action not in (Action.DELETE_ROWS, Action.MASK_ROWS):
             rows += _retained_rows(view)
             sources_done = True
-        rows.append(_row(c))
+        rows.append(ROWS[c.action](c))
     if not sources_done:
         rows += _retained_rows(view)
     return rows
@@ -145,16 +146,31 @@ def _retained_rows(view: RequestView) -> list[Row]:
     ]
 
 
-def _row(c: Change) -> Row:
-    if c.action is Action.REFRESH:
-        return Row(c.system, "refresh", "", "", c.reason)
-    if c.action is Action.VERIFY:
-        return Row(c.system, "verify", "", "", f"{c.target}: absent or masked")
-    if c.action is Action.COMPLETE:
-        return Row("dsr", "complete", "", "", "receipt to the audit log; tombstone kept")
-    if c.action is Action.AWAIT_SOURCE:
-        return Row(c.system, c.target, "await", "", c.reason)
-    return Row(c.system, c.target, c.action.verb, _n(c.rows, "row"), c.reason)
+def _counted(c: Change) -> Row:
+    return Row(c.system, c.target, c.action.verb, _n(c.rows, "row"), c.detail)
+
+
+def _role(c: Change) -> Row:
+    return Row(c.system, c.target, c.action.verb, "", c.detail)
+
+
+# How each action is shown in a request's section (or, for roles, in the permissions section).
+ROWS: dict[Action, Callable[[Change], Row]] = {
+    Action.GRANT_ROLE: _role,
+    Action.REVOKE_ROLE: _role,
+    Action.REMOVE_USER: _role,
+    Action.DELETE_ROWS: _counted,
+    Action.MASK_ROWS: _counted,
+    Action.AWAIT_SOURCE: lambda c: Row(c.system, c.target, "await", "", c.detail),
+    Action.REFRESH: lambda c: Row(c.system, "refresh", "", "", c.detail),
+    Action.VERIFY: lambda c: Row(c.system, "verify", "", "", f"{c.target}: absent or masked"),
+    Action.PURGE_LOGS: _counted,
+    Action.COMPLETE: lambda c: Row(
+        "dsr", "complete", "", "", "receipt to the audit log; tombstone kept"
+    ),
+    Action.BUILD_EXPORT: _counted,
+    Action.EXPIRE_EXPORT: _counted,
+}
 
 
 def _table(rows: list[Row], indent: str = "  ") -> list[str]:
@@ -171,7 +187,9 @@ def _table(rows: list[Row], indent: str = "  ") -> list[str]:
 def _shown(plan: Plan) -> list[RequestView]:
     """Requests worth a section: those with changes or a state a reviewer must see."""
     with_changes = {c.request for c in plan.changes}
-    return [v for v in plan.requests if v.id in with_changes or v.state != "completed"]
+    return [
+        v for v in plan.requests if v.id in with_changes or v.state is not RequestState.COMPLETED
+    ]
 
 
 def render_text(plan: Plan, head: str | None = None) -> str:
@@ -180,7 +198,8 @@ def render_text(plan: Plan, head: str | None = None) -> str:
         lines.append(title)
         width = max(len(c.target) for c in changes)
         for c in changes:
-            lines.append(f"  {_SIGN[c.action]} {c.action.verb:<8} {c.target:<{width}}   {c.reason}")
+            row = ROWS[c.action](c)
+            lines.append(f"  {_SIGN[c.action]} {row.verb:<8} {row.what:<{width}}   {row.note}")
         lines.append("")
     for view in _shown(plan):
         lines.append(request_title(view))
@@ -202,7 +221,7 @@ def render_markdown(plan: Plan, head: str | None = None) -> str:
         lines += [f"#### {title}", "", "| | action | target | why |", "|---|---|---|---|"]
         for c in changes:
             lines.append(
-                f"| {_SIGN[c.action]} | {c.action.verb} | {_md(c.target)} | {_md(c.reason)} |"
+                f"| {_SIGN[c.action]} | {c.action.verb} | {_md(c.target)} | {_md(c.detail)} |"
             )
         lines.append("")
     for view in _shown(plan):

@@ -1,5 +1,6 @@
 """The state store: the one-writer lock, runs and their journal, the audit log, observations,
-tombstones of completed erasures, request states and the refresh history of each system.
+tombstones of completed erasures, request states, the refresh history of each system and
+the export packages built.
 
 Callers get a `StateStore` from `open_store(url)` and pass it along as an argument; nothing
 here is a module-level singleton. This package must not print, exit or know about click; its
@@ -8,40 +9,38 @@ expected failures are `DsrError`s (`LockTimeout` for the lock).
 
 from __future__ import annotations
 
-from reconciler.store.base import (
+from reconciler.store.protocol import StateStore
+from reconciler.store.records import (
     GENESIS_HASH,
     IDENTITY_HASH_PATTERN,
-    JOURNAL_STATUSES,
-    REFRESH_STATUSES,
-    REQUEST_STATES,
-    SUBJECT_KINDS,
     AuditEvent,
     AuditRecord,
     ExportRecord,
     JournalEntry,
+    JournalStatus,
     LockInfo,
     Observation,
+    Outcome,
     RefreshRecord,
+    RequestRecord,
     RequestState,
     RunInfo,
-    StateStore,
     Tombstone,
 )
 
 __all__ = [
     "GENESIS_HASH",
     "IDENTITY_HASH_PATTERN",
-    "JOURNAL_STATUSES",
-    "REFRESH_STATUSES",
-    "REQUEST_STATES",
-    "SUBJECT_KINDS",
     "AuditEvent",
     "AuditRecord",
+    "ExportRecord",
     "JournalEntry",
+    "JournalStatus",
     "LockInfo",
     "Observation",
-    "ExportRecord",
+    "Outcome",
     "RefreshRecord",
+    "RequestRecord",
     "RequestState",
     "RunInfo",
     "StateStore",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
@@ -31,197 +30,51 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
+from reconciler.connectors.engine import create_engine
+from reconciler.desired.model import SubjectKind
 from reconciler.errors import DsrError, LockTimeout
-from reconciler.store.base import (
-    GENESIS_HASH,
+from reconciler.store.chain import StoredRecord, audit_hash, chain_problems
+from reconciler.store.records import (
     IDENTITY_HASH_PATTERN,
-    JOURNAL_STATUSES,
-    REFRESH_STATUSES,
-    REQUEST_STATES,
-    SUBJECT_KINDS,
     AuditEvent,
     AuditRecord,
     ExportRecord,
     JournalEntry,
+    JournalStatus,
     LockInfo,
     Observation,
+    Outcome,
     RefreshRecord,
+    RequestRecord,
     RequestState,
     RunInfo,
     Tombstone,
+    member,
+)
+from reconciler.store.tables import (
+    HEAD_ID,
+    audit_head_table,
+    audit_table,
+    canonical_json,
+    create_schema,
+    exports_table,
+    format_time,
+    journal_table,
+    lock_table,
+    observations_table,
+    parse_time,
+    refreshes_table,
+    request_states_table,
+    runs_table,
+    tombstones_table,
 )
 
-# 1: lock, runs, journal, audit, observations. 2: + tombstones, request_states, refreshes.
-# 3: + exports.
-# Opening an older store creates the missing tables and moves it to this version; a newer
-# store is refused, because this dsr would not know what its tables mean.
-SCHEMA_VERSION = 3
 LOCK_NAME = "state"  # one lock for the whole store: one writer at a time
 LOCK_POLL_SECONDS = 0.2
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "store_meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.String(255), nullable=False),
-)
-
-# At most one row per lock name; its `token` tells this acquisition from a later one.
-lock_table = sa.Table(
-    "state_lock",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(255), nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("host", sa.String(255), nullable=False),
-    sa.Column("acquired_at", sa.String(32), nullable=False),
-    sa.Column("token", sa.String(64), nullable=False),
-)
-
-runs_table = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("plan_id", sa.String(255), nullable=False),
-    sa.Column("started_at", sa.String(32), nullable=False),
-    sa.Column("ended_at", sa.String(32), nullable=True),
-    sa.Column("outcome", sa.String(64), nullable=True),
-)
-
-journal_table = sa.Table(
-    "journal",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False, index=True),
-    sa.Column("change_id", sa.String(255), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("at", sa.String(32), nullable=False),
-    sa.Column("message", sa.Text, nullable=True),
-)
-
-# `seq` is assigned by the appender from the head, never by the database, so a gap means a
-# removed record and not a rolled-back insert.
-audit_table = sa.Table(
-    "audit",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("at", sa.String(32), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("system", sa.String(255), nullable=False),
-    sa.Column("target", sa.String(255), nullable=False),
-    sa.Column("outcome", sa.String(64), nullable=False),
-    sa.Column("request", sa.String(255), nullable=True, index=True),
-    sa.Column("details", sa.Text, nullable=False),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
-
-# One row (id = 1): the last appended seq and hash, updated in the append's transaction, so
-# that removing records from the end of the chain is detectable.
-audit_head_table = sa.Table(
-    "audit_head",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
-
-observations_table = sa.Table(
-    "observations",
-    metadata,
-    sa.Column("system", sa.String(255), primary_key=True),
-    sa.Column("at", sa.String(32), nullable=False),
-    sa.Column("digest", sa.String(255), nullable=False),
-    sa.Column("error", sa.Text, nullable=True),
-)
-
-tombstones_table = sa.Table(
-    "tombstones",
-    metadata,
-    sa.Column("request_id", sa.String(255), primary_key=True),
-    sa.Column("subject_kind", sa.String(32), nullable=False),
-    sa.Column("identities", sa.Text, nullable=False),  # JSON [[type, hash], ...]
-    sa.Column("systems", sa.Text, nullable=True),  # JSON [name, ...]; NULL: all systems
-    sa.Column("completed_at", sa.String(32), nullable=False),
-    sa.Column("receipt_hash", sa.String(255), nullable=False),
-)
-
-request_states_table = sa.Table(
-    "request_states",
-    metadata,
-    sa.Column("request_id", sa.String(255), primary_key=True),
-    sa.Column("state", sa.String(32), nullable=False),
-    sa.Column("detail", sa.Text, nullable=True),
-    sa.Column("at", sa.String(32), nullable=False),
-)
-
-# History: one row per refresh, never updated.
-refreshes_table = sa.Table(
-    "refreshes",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("system", sa.String(255), nullable=False),
-    sa.Column("at", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("message", sa.Text, nullable=True),
-    sa.Index("ix_refreshes_system_at", "system", "at"),
-)
-
-exports_table = sa.Table(
-    "exports",
-    metadata,
-    sa.Column("request_id", sa.String(255), primary_key=True),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("manifest_sha256", sa.String(64), nullable=False),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("built_at", sa.String(32), nullable=False),
-    sa.Column("expires_at", sa.String(32), nullable=False),
-    sa.Column("expired_at", sa.String(32), nullable=True),
-)
-
-HEAD_ID = 1
 _IDENTITY_HASH = re.compile(IDENTITY_HASH_PATTERN)
 # Set on a Connection to choose how the SQLite begin hook starts its transaction.
 _BEGIN_OPTION = "dsr_sqlite_begin"
-
-
-def format_time(value: datetime) -> str:
-    """A timezone-aware datetime as fixed-width ISO 8601 UTC: `2026-11-29T11:30:00.000000Z`."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: the state store needs timezone-aware times")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value).astimezone(UTC)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def audit_hash(fields: dict[str, Any]) -> str:
-    """SHA-256 hex of the canonical JSON of a stored record's fields, `hash` excluded."""
-    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
-
-
-def _hashed_fields(row: Any, details: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "seq": int(row.seq),
-        "at": row.at,
-        "run_id": row.run_id,
-        "action": row.action,
-        "system": row.system,
-        "target": row.target,
-        "outcome": row.outcome,
-        "request": row.request,
-        "details": details,
-        "prev_hash": row.prev_hash,
-    }
 
 
 def pid_alive(pid: int) -> bool:
@@ -256,14 +109,12 @@ class SqlStateStore:
             parsed = make_url(url)
         except ArgumentError as exc:
             raise DsrError(f"state store: not a valid SQLAlchemy URL: {exc}") from None
-        connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database
             if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
         try:
-            engine = sa.create_engine(parsed, connect_args=connect_args)
+            engine = create_engine(parsed)
         except (ArgumentError, ImportError) as exc:
             raise DsrError(f"state store {_masked(parsed)}: {exc}") from None
         if engine.dialect.name == "sqlite":
@@ -283,47 +134,13 @@ class SqlStateStore:
         for attempt in range(2):
             try:
                 with self._write() as conn:
-                    metadata.create_all(conn)
-                    self._init_rows(conn)
+                    create_schema(conn)
                 return
             except DBAPIError:
                 # Another process created the same tables between our check and our CREATE
                 # (possible on PostgreSQL); the second pass finds them.
                 if attempt == 1:
                     raise
-
-    @staticmethod
-    def _init_rows(conn: Connection) -> None:
-        version = conn.execute(
-            sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-        ).scalar_one_or_none()
-        if version is None:
-            conn.execute(
-                sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
-            )
-        elif not version.isdigit() or int(version) > SCHEMA_VERSION:
-            raise DsrError(
-                f"the state store has schema version {version}; "
-                f"this dsr understands version {SCHEMA_VERSION}"
-            )
-        elif int(version) < SCHEMA_VERSION:
-            # Every change so far only added tables, which create_all (same transaction) made.
-            conn.execute(
-                sa.update(meta_table)
-                .where(meta_table.c.key == "schema_version")
-                .values(value=str(SCHEMA_VERSION))
-            )
-        head = conn.execute(
-            sa.select(audit_head_table.c.seq).where(audit_head_table.c.id == HEAD_ID)
-        ).first()
-        if head is None:
-            # Only a store with no audit records gets a fresh head; a missing head next to
-            # existing records is tampering and must stay visible to `verify_audit`.
-            any_record = conn.execute(sa.select(audit_table.c.seq).limit(1)).first()
-            if any_record is None:
-                conn.execute(
-                    sa.insert(audit_head_table).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
-                )
 
     def close(self) -> None:
         self._engine.dispose()
@@ -452,13 +269,12 @@ class SqlStateStore:
         self,
         run_id: str,
         change_id: str,
-        status: str,
+        status: JournalStatus,
         *,
         now: datetime,
         message: str | None = None,
     ) -> None:
-        if status not in JOURNAL_STATUSES:
-            raise ValueError(f"journal status {status!r} is not one of {sorted(JOURNAL_STATUSES)}")
+        status = member(JournalStatus, status, "journal status")
         at = format_time(now)
         with self._write() as conn:
             known = conn.execute(
@@ -483,7 +299,7 @@ class SqlStateStore:
             JournalEntry(
                 run_id=row.run_id,
                 change_id=row.change_id,
-                status=row.status,
+                status=JournalStatus(row.status),
                 at=parse_time(row.at),
                 message=row.message,
             )
@@ -560,7 +376,7 @@ class SqlStateStore:
             action=event.action,
             system=event.system,
             target=event.target,
-            outcome=event.outcome,
+            outcome=Outcome(event.outcome),
             request=event.request,
             details=details,
             prev_hash=prev_hash,
@@ -581,7 +397,7 @@ class SqlStateStore:
                 action=row.action,
                 system=row.system,
                 target=row.target,
-                outcome=row.outcome,
+                outcome=Outcome(row.outcome),
                 request=row.request,
                 details=json.loads(row.details),
                 prev_hash=row.prev_hash,
@@ -600,45 +416,23 @@ class SqlStateStore:
                 .with_for_update(read=True)
             ).first()
             rows = conn.execute(sa.select(audit_table).order_by(audit_table.c.seq)).all()
-        problems: list[str] = []
-        expected_seq, prev_hash = 1, GENESIS_HASH
-        for row in rows:
-            seq = int(row.seq)
-            if seq != expected_seq:
-                missing = (
-                    f"record {expected_seq} is"
-                    if seq == expected_seq + 1
-                    else f"records {expected_seq}-{seq - 1} are"
-                )
-                problems.append(f"audit record {seq}: {missing} missing before it")
-            elif row.prev_hash != prev_hash:
-                problems.append(
-                    f"audit record {seq}: prev_hash does not match the hash of record {seq - 1}"
-                )
-            try:
-                details = json.loads(row.details)
-            except ValueError:
-                problems.append(f"audit record {seq}: details are not valid JSON")
-            else:
-                if audit_hash(_hashed_fields(row, details)) != row.hash:
-                    problems.append(f"audit record {seq}: content does not match its hash")
-            expected_seq, prev_hash = seq + 1, row.hash
-        last_seq = expected_seq - 1
-        if head is None:
-            problems.append("audit head is missing")
-        elif int(head.seq) > last_seq:
-            problems.append(
-                f"audit head is at record {head.seq} but the last record is {last_seq}: "
-                "records were removed from the end"
+        records = [
+            StoredRecord(
+                int(r.seq),
+                r.at,
+                r.run_id,
+                r.action,
+                r.system,
+                r.target,
+                r.outcome,
+                r.request,
+                r.details,
+                r.prev_hash,
+                r.hash,
             )
-        elif int(head.seq) < last_seq:
-            problems.append(
-                f"audit head is at record {head.seq} but the last record is {last_seq}: "
-                "the head was edited or records were added around it"
-            )
-        elif head.hash != prev_hash:
-            problems.append(f"audit head hash does not match record {last_seq}")
-        return problems
+            for r in rows
+        ]
+        return chain_problems(records, None if head is None else (int(head.seq), str(head.hash)))
 
     # --- observations --------------------------------------------------------------------
 
@@ -681,11 +475,6 @@ class SqlStateStore:
     # --- tombstones ----------------------------------------------------------------------
 
     def record_tombstone(self, tombstone: Tombstone) -> None:
-        if tombstone.subject_kind not in SUBJECT_KINDS:
-            raise ValueError(
-                f"tombstone {tombstone.request_id}: subject kind {tombstone.subject_kind!r} "
-                f"is not one of {sorted(SUBJECT_KINDS)}"
-            )
         for n, (kind, digest) in enumerate(tombstone.identities, start=1):
             # The value is never echoed: if it is not a hash it may be the raw identifier.
             if not _IDENTITY_HASH.fullmatch(digest):
@@ -694,7 +483,11 @@ class SqlStateStore:
                     "hmac-sha256:<key id>:<hex> hash"
                 )
         values = {
-            "subject_kind": tombstone.subject_kind,
+            "subject_kind": member(
+                SubjectKind,
+                tombstone.subject_kind,
+                f"tombstone {tombstone.request_id}: subject kind",
+            ).value,
             "identities": canonical_json([list(pair) for pair in tombstone.identities]),
             "systems": None if tombstone.systems is None else canonical_json(tombstone.systems),
             "completed_at": format_time(tombstone.completed_at),
@@ -710,7 +503,7 @@ class SqlStateStore:
         return {
             row.request_id: Tombstone(
                 request_id=row.request_id,
-                subject_kind=row.subject_kind,
+                subject_kind=SubjectKind(row.subject_kind),
                 identities=tuple((str(k), str(h)) for k, h in json.loads(row.identities)),
                 systems=None if row.systems is None else tuple(json.loads(row.systems)),
                 completed_at=parse_time(row.completed_at),
@@ -722,22 +515,24 @@ class SqlStateStore:
     # --- request states ------------------------------------------------------------------
 
     def set_request_state(
-        self, request_id: str, state: str, *, now: datetime, detail: str | None = None
+        self, request_id: str, state: RequestState, *, now: datetime, detail: str | None = None
     ) -> None:
-        if state not in REQUEST_STATES:
-            raise ValueError(f"request state {state!r} is not one of {sorted(REQUEST_STATES)}")
-        values = {"state": state, "detail": detail, "at": format_time(now)}
+        values = {
+            "state": member(RequestState, state, "request state").value,
+            "detail": detail,
+            "at": format_time(now),
+        }
         self._upsert(request_states_table, request_states_table.c.request_id, request_id, values)
 
-    def request_states(self) -> dict[str, RequestState]:
+    def request_states(self) -> dict[str, RequestRecord]:
         with self._read() as conn:
             rows = conn.execute(
                 sa.select(request_states_table).order_by(request_states_table.c.request_id)
             ).all()
         return {
-            row.request_id: RequestState(
+            row.request_id: RequestRecord(
                 request_id=row.request_id,
-                state=row.state,
+                state=RequestState(row.state),
                 detail=row.detail,
                 at=parse_time(row.at),
             )
@@ -747,10 +542,10 @@ class SqlStateStore:
     # --- refreshes -----------------------------------------------------------------------
 
     def record_refresh(
-        self, system: str, *, now: datetime, status: str, message: str | None = None
+        self, system: str, *, now: datetime, status: Outcome, message: str | None = None
     ) -> None:
-        if status not in REFRESH_STATUSES:
-            raise ValueError(f"refresh status {status!r} is not one of {sorted(REFRESH_STATUSES)}")
+        if status not in (Outcome.SUCCEEDED, Outcome.FAILED):
+            raise ValueError(f"refresh status {status!r} is not one of succeeded, failed")
         at = format_time(now)
         with self._write() as conn:
             conn.execute(
@@ -777,7 +572,10 @@ class SqlStateStore:
             ).all()
         return {
             row.system: RefreshRecord(
-                system=row.system, at=parse_time(row.at), status=row.status, message=row.message
+                system=row.system,
+                at=parse_time(row.at),
+                status=Outcome(row.status),
+                message=row.message,
             )
             for row in rows
         }
@@ -823,24 +621,22 @@ def _run_info(row: Any) -> RunInfo:
 
 
 def _share_sqlite_file(engine: Engine) -> None:
-    """Let several processes share one SQLite file safely.
+    """Let several processes share one SQLite file safely (on top of `engine.create_engine`'s
+    busy timeout and foreign keys).
 
-    WAL lets readers run while one process writes; the busy timeout makes a writer wait for
-    another instead of failing. pysqlite's own transaction handling (which never begins a
-    transaction for SELECT and cannot say IMMEDIATE) is switched off and SQLAlchemy emits
-    BEGIN itself: the recipe in SQLAlchemy's SQLite docs, "Enabling Non-Legacy SQLite
-    Transactional Modes", for Python < 3.12.
+    WAL lets readers run while one process writes. pysqlite's own transaction handling (which
+    never begins a transaction for SELECT and cannot say IMMEDIATE) is switched off and
+    SQLAlchemy emits BEGIN itself: the recipe in SQLAlchemy's SQLite docs, "Enabling
+    Non-Legacy SQLite Transactional Modes", for Python < 3.12.
     """
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA busy_timeout = 30000")  # = SQLITE_BUSY_TIMEOUT_MS
             cursor.execute("PRAGMA journal_mode = WAL")
             # FULL: a journal row is on disk before the action it announces runs.
             cursor.execute("PRAGMA synchronous = FULL")
-            cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
 

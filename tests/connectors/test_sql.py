@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from reconciler.connectors.sql import SqlConnector, resolve_url
-from reconciler.desired.model import PermissionsMap, System, SystemRole
-from reconciler.errors import ConnectorError, DsrError
+from reconciler.connectors.sql import SqlConnector
+from reconciler.desired.model import PermissionsMap
+from reconciler.errors import ConnectorError
 
 MAP = PermissionsMap(table="user roles", user="user email", role="role")  # quoting matters
 
@@ -87,19 +87,6 @@ def test_unreachable_server_is_transient() -> None:
         assert info.value.transient
     finally:
         conn.close()
-
-
-def test_resolve_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rel = System("a", SystemRole.SOURCE, "sqlite:///state/demo/a.db")
-    assert resolve_url(rel, tmp_path) == f"sqlite:///{tmp_path}/state/demo/a.db"
-    absolute = System("a", SystemRole.SOURCE, "sqlite:////srv/a.db")
-    assert resolve_url(absolute, tmp_path) == "sqlite:////srv/a.db"
-    env = System("crm", SystemRole.SOURCE, "env:CRM_URL")
-    monkeypatch.setenv("CRM_URL", "postgresql+psycopg://u:secret@h/db")
-    assert resolve_url(env, tmp_path) == "postgresql+psycopg://u:secret@h/db"
-    monkeypatch.delenv("CRM_URL")
-    with pytest.raises(DsrError, match="CRM_URL is not set"):
-        resolve_url(env, tmp_path)
 
 
 def test_missing_sqlite_file_is_an_error_not_a_new_database(tmp_path: Path) -> None:

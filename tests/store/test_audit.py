@@ -109,7 +109,9 @@ def test_records_can_be_read_per_request(store: StateStore) -> None:
 
 def test_details_are_copied_on_append(store: StateStore) -> None:
     details: dict[str, Any] = {"rows": 1}
-    store.append_audit(AuditEvent(T0, "run-1", "delete", "crm", "customers", "ok", None, details))
+    store.append_audit(
+        AuditEvent(T0, "run-1", "delete", "crm", "customers", "succeeded", None, details)
+    )
     details["rows"] = 99
     assert store.audit_records()[0].details == {"rows": 1}
     assert store.verify_audit() == []

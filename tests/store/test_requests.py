@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from reconciler.desired.model import SubjectKind
 from reconciler.store import (
-    REFRESH_STATUSES,
-    REQUEST_STATES,
-    SUBJECT_KINDS,
     AuditEvent,
+    Outcome,
     RefreshRecord,
+    RequestRecord,
     RequestState,
     StateStore,
     Tombstone,
     open_store,
 )
-from reconciler.store.sql import SCHEMA_VERSION
+from reconciler.store.tables import SCHEMA_VERSION
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 EMAIL_HASH = "hmac-sha256:k1:" + "3b" * 32
@@ -81,7 +81,7 @@ def test_a_re_erasure_updates_the_tombstone(store: StateStore) -> None:
     assert len(found) == 2
 
 
-@pytest.mark.parametrize("kind", sorted(SUBJECT_KINDS))
+@pytest.mark.parametrize("kind", list(SubjectKind))
 def test_every_subject_kind_is_accepted(store: StateStore, kind: str) -> None:
     store.record_tombstone(tombstone(subject_kind=kind))
     assert store.tombstones()["DSR-20261129-7KQ2"].subject_kind == kind
@@ -120,11 +120,11 @@ def test_a_naive_completion_time_is_refused(store: StateStore) -> None:
 # --- request states --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("state", sorted(REQUEST_STATES))
+@pytest.mark.parametrize("state", list(RequestState))
 def test_every_request_state_is_accepted(store: StateStore, state: str) -> None:
     store.set_request_state("DSR-1", state, now=at(0), detail="1 row in shop.customers")
     assert store.request_states() == {
-        "DSR-1": RequestState("DSR-1", state, "1 row in shop.customers", at(0))
+        "DSR-1": RequestRecord("DSR-1", state, "1 row in shop.customers", at(0))
     }
 
 
@@ -146,9 +146,9 @@ def test_setting_a_request_state_replaces_the_previous_one(
     try:
         states = reopened.request_states()
         assert list(states) == ["DSR-1", "DSR-2"]
-        assert states["DSR-1"] == RequestState("DSR-1", "pending", None, at(1))
+        assert states["DSR-1"] == RequestRecord("DSR-1", "pending", None, at(1))
         # The detail of the earlier state does not linger.
-        assert states["DSR-2"] == RequestState("DSR-2", "completed", None, at(2))
+        assert states["DSR-2"] == RequestRecord("DSR-2", "completed", None, at(2))
     finally:
         reopened.close()
 
@@ -165,7 +165,7 @@ def test_request_state_times_in_other_zones_are_stored_as_utc(store: StateStore)
 # --- refreshes -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", sorted(REFRESH_STATUSES))
+@pytest.mark.parametrize("status", [Outcome.SUCCEEDED, Outcome.FAILED])
 def test_every_refresh_status_is_accepted(store: StateStore, status: str) -> None:
     store.record_refresh("insights", now=at(0), status=status)
     assert store.last_refreshes() == {"insights": RefreshRecord("insights", at(0), status, None)}

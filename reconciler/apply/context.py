@@ -1,0 +1,92 @@
+"""What the executor and its handlers share: the context changes run against, and the result
+of one change.
+
+No action is carried out here; `handlers.py` does that, `executor.py` runs the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.connectors import Connector
+from reconciler.desired.model import Desired
+from reconciler.observe.model import Observed
+from reconciler.plan.model import Change
+from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.store import AuditEvent, AuditRecord, Outcome, StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """How one change of the plan ended: `rows` it touched, and a message when it did not
+    succeed (never a value read from a system)."""
+
+    change: Change
+    status: Outcome
+    rows: int = 0
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class Context:
+    """What the changes run against. `reobserve` looks at the systems again (after
+    refreshes, to verify); the executor calls it lazily, once per batch of writes."""
+
+    desired: Desired
+    observed: Observed
+    connectors: Mapping[str, Connector]
+    store: StateStore
+    key: IdentityKey
+    workspace: Path
+    reobserve: Callable[[], Observed]
+    clock: Callable[[], datetime]
+    run_id: str = ""
+    done: list[ChangeResult] = field(default_factory=list)  # this run's results so far
+    _fresh: Observed | None = None
+
+    def __post_init__(self) -> None:
+        self._fresh = self.observed  # made under the lock, just now: fresh until a write
+
+    def fresh(self) -> Observed:
+        if self._fresh is None:
+            self._fresh = self.reobserve()
+        return self._fresh
+
+    def changed(self) -> None:
+        self._fresh = None
+
+    def audit(
+        self, change: Change, result: ChangeResult, details: Mapping[str, Any]
+    ) -> AuditRecord:
+        """The audit record of a change carried out: counts and hashes only."""
+        extra = {"error": result.message} if result.message else {}
+        return self.store.append_audit(
+            AuditEvent(
+                at=self.clock(),
+                run_id=self.run_id,
+                action=change.action.value,
+                system=change.system,
+                target=audit_target(change, self.key),
+                outcome=result.status,
+                request=change.request,
+                details={"change": change.id, "rows": result.rows, **details, **extra},
+            )
+        )
+
+
+# What a handler returns: the result, and the details its audit record carries. A handler
+# that writes its own audit record (complete) returns None for the details.
+Handled = tuple[ChangeResult, dict[str, Any] | None]
+Handler = Callable[[Change, Context], Handled]
+
+
+def audit_target(change: Change, key: IdentityKey) -> str:
+    """The audit log names people only by keyed hash: it outlives their erasure."""
+    user = change.params.user
+    if user is not None:
+        return f"user {hash_identity('email', user, key)}"
+    return change.target

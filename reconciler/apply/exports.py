@@ -1,0 +1,76 @@
+"""Building and expiring export packages: the subject's rows read as they are now, written
+once into the outbox (`package.py` knows the zip), recorded in the state store, and deleted
+when their time is up (the audit record stays)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from reconciler.apply.context import ChangeResult, Context, Handled
+from reconciler.apply.package import TableRows, build_package, expire_package, read_manifest
+from reconciler.desired.checks import resolve_outbox
+from reconciler.desired.model import SubjectKind
+from reconciler.errors import DsrError
+from reconciler.observe.model import Match
+from reconciler.plan.model import Change
+from reconciler.store import ExportRecord, Outcome
+
+
+def build_export(change: Change, ctx: Context) -> Handled:
+    """Reads the subject's rows as they are now and writes the package, once."""
+    rid = change.request or ""
+    request = ctx.desired.requests[rid]
+    user = request.subject_kind is SubjectKind.USER
+    tables = []
+    observed = ctx.fresh()  # rows as they are now: refreshes may have renumbered platform rows
+    for wanted in change.params.exports:
+        name, table = wanted.system, wanted.table
+        system = ctx.desired.systems[name]
+        obs = observed.systems[name]
+        m = obs.matches.get((rid, table), Match())
+        if user and system.permissions is not None and table == system.permissions.table:
+            columns: tuple[str, ...] = (system.permissions.user, system.permissions.role)
+            rows = sorted(m.keys)
+        else:
+            spec = (system.user_data if user else system.tables)[table]
+            assert spec.primary_key and obs.schema is not None
+            columns = tuple(obs.schema.tables[table])
+            at = columns.index(spec.primary_key)
+            found = ctx.connectors[name].select_where_in(table, columns, spec.primary_key, m.keys)
+            rows = sorted(found, key=lambda row: repr(row[at]))
+        tables.append(TableRows(name, table, columns, tuple(tuple(r) for r in rows)))
+    now = ctx.clock()
+    days = timedelta(days=ctx.desired.settings.expire_after_days)
+    outbox = resolve_outbox(ctx.workspace, ctx.desired.settings.outbox)
+    info = build_package(
+        outbox, rid, tables, generated_at=now, extra={"expires_at": (now + days).isoformat()}
+    )
+    # A package a killed run already published is finished, not rebuilt: its clock counts
+    # from when it was made, so finishing it late does not keep personal data longer.
+    now = datetime.fromisoformat(read_manifest(info.path)["generated_at"])
+    expires = now + days
+    path = info.path.relative_to(ctx.workspace).as_posix()
+    ctx.store.record_export(ExportRecord(rid, path, info.manifest_sha256, info.rows, now, expires))
+    details = {
+        "path": path,
+        "manifest_sha256": info.manifest_sha256,
+        "files": info.files,
+        "expires_at": expires.isoformat(),
+    }
+    return ChangeResult(change, Outcome.SUCCEEDED, rows=info.rows), details
+
+
+def expire_export(change: Change, ctx: Context) -> Handled:
+    rid = change.request or ""
+    record = ctx.store.exports().get(rid)
+    if record is None:
+        raise DsrError(f"{rid}: no export was recorded")
+    outbox = resolve_outbox(ctx.workspace, ctx.desired.settings.outbox)
+    deleted = expire_package(outbox, rid)
+    ctx.store.record_export(replace(record, expired_at=ctx.clock()))
+    return ChangeResult(change, Outcome.SUCCEEDED), {
+        "path": record.path,
+        "deleted": deleted,
+        "manifest_sha256": record.manifest_sha256,
+    }

@@ -1,0 +1,157 @@
+"""What each action does: one handler per `Action`, looked up in `HANDLERS`.
+
+A handler carries out one change against the context's connectors and store and returns its
+result with the details its audit record carries (counts, table names, digests: never a row
+value). It raises `DsrError` when the change fails; the executor records that and goes on
+with the changes that do not depend on it. Every handler is idempotent: run again after a
+crash, it changes nothing that is already done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.apply.context import ChangeResult, Context, Handled, Handler
+from reconciler.apply.exports import build_export, expire_export
+from reconciler.apply.receipts import complete
+from reconciler.apply.refresh import run_refresh
+from reconciler.connectors import Connector
+from reconciler.desired.files import SYSTEMS_FILE
+from reconciler.desired.model import PermissionsMap, System, Table
+from reconciler.errors import DsrError
+from reconciler.observe.model import Match, Observed
+from reconciler.plan.actions import Action
+from reconciler.plan.model import Change
+from reconciler.privacy.masking import mask_value
+from reconciler.store import Outcome
+
+
+def _system(change: Change, ctx: Context) -> tuple[System, Connector]:
+    system = ctx.desired.systems.get(change.system)
+    if system is None:
+        raise DsrError(f"system {change.system} is no longer in {SYSTEMS_FILE}")
+    return system, ctx.connectors[change.system]
+
+
+def _permissions(change: Change, ctx: Context) -> tuple[PermissionsMap, Connector, str]:
+    system, conn = _system(change, ctx)
+    if system.permissions is None:
+        raise DsrError(f"system {change.system} no longer declares permissions")
+    assert change.params.user is not None
+    return system.permissions, conn, change.params.user
+
+
+def grant_role(change: Change, ctx: Context) -> Handled:
+    mapping, conn, user = _permissions(change, ctx)
+    role = change.params.role
+    assert role is not None
+    rows = conn.grant_role(mapping, user, role)
+    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"role": role}
+
+
+def revoke_role(change: Change, ctx: Context) -> Handled:
+    mapping, conn, user = _permissions(change, ctx)
+    role = change.params.role
+    assert role is not None
+    rows = conn.revoke_role(mapping, user, role)
+    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"role": role}
+
+
+def remove_user(change: Change, ctx: Context) -> Handled:
+    mapping, conn, user = _permissions(change, ctx)
+    rows = conn.remove_user(mapping, user)
+    return ChangeResult(change, Outcome.SUCCEEDED, rows), {}
+
+
+def _table(change: Change, ctx: Context) -> tuple[Table, Connector, str]:
+    system, conn = _system(change, ctx)
+    name = change.params.table
+    assert name is not None
+    table = (system.user_data if change.params.user_data else system.tables)[name]
+    assert table.primary_key
+    return table, conn, table.primary_key
+
+
+def _match(observed: Observed, change: Change) -> Match:
+    obs = observed.systems.get(change.system)
+    if obs is None or obs.error:
+        raise DsrError(f"{change.system} could not be read: {obs.error if obs else 'not observed'}")
+    return obs.matches.get((change.request or "", change.params.table or ""), Match())
+
+
+def delete_rows(change: Change, ctx: Context) -> Handled:
+    table, conn, key = _table(change, ctx)
+    rows = conn.delete_where_in(table.name, key, _match(ctx.observed, change).pending)
+    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"table": table.name}
+
+
+def purge_logs(change: Change, ctx: Context) -> Handled:
+    # Logs are read again: the refreshes and deletes before this may have written some.
+    table, conn, key = _table(change, ctx)
+    rows = conn.delete_where_in(table.name, key, _match(ctx.fresh(), change).pending)
+    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"table": table.name}
+
+
+def mask_rows(change: Change, ctx: Context) -> Handled:
+    table, conn, key = _table(change, ctx)
+    cols = sorted(table.mask)
+    keys = _match(ctx.observed, change).pending
+    current = conn.select_where_in(table.name, [key, *cols], key, keys)
+    updates = [
+        {
+            key: row[0],
+            **{
+                c: mask_value(table.mask[c], v, ctx.key) for c, v in zip(cols, row[1:], strict=True)
+            },
+        }
+        for row in current
+    ]
+    rows = conn.update_by_key(table.name, key, updates) if updates else 0
+    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"table": table.name, "columns": cols}
+
+
+def await_source(change: Change, ctx: Context) -> Handled:
+    """Nothing to do but wait: the source's owner deletes; every run looks again."""
+    return ChangeResult(change, Outcome.WAITING, rows=change.rows, message=change.detail), {}
+
+
+def refresh(change: Change, ctx: Context) -> Handled:
+    system, conn = _system(change, ctx)
+    run_refresh(system, conn, ctx)
+    return ChangeResult(change, Outcome.SUCCEEDED), {}
+
+
+def verify(change: Change, ctx: Context) -> Handled:
+    """The subject is absent (or masked) in every table named: observed again, after the
+    writes and refreshes before this step."""
+    obs = ctx.fresh().systems.get(change.system)
+    if obs is None or obs.error:
+        raise DsrError(f"cannot verify {change.system}: {obs.error if obs else 'not observed'}")
+    tables = list(change.params.tables)
+    left = {
+        t: len(m.pending)
+        for t in tables
+        if (m := obs.matches.get((change.request or "", t))) is not None and m.pending
+    }
+    details: dict[str, Any] = {"tables": tables, "still_present": left}
+    if left:
+        where = ", ".join(f"{t} {n} row{'s' if n != 1 else ''}" for t, n in left.items())
+        message = f"still present in {change.system}: {where}"
+        return ChangeResult(change, Outcome.FAILED, message=message), details
+    return ChangeResult(change, Outcome.SUCCEEDED), details
+
+
+HANDLERS: dict[Action, Handler] = {
+    Action.GRANT_ROLE: grant_role,
+    Action.REVOKE_ROLE: revoke_role,
+    Action.REMOVE_USER: remove_user,
+    Action.DELETE_ROWS: delete_rows,
+    Action.MASK_ROWS: mask_rows,
+    Action.AWAIT_SOURCE: await_source,
+    Action.REFRESH: refresh,
+    Action.VERIFY: verify,
+    Action.PURGE_LOGS: purge_logs,
+    Action.COMPLETE: complete,
+    Action.BUILD_EXPORT: build_export,
+    Action.EXPIRE_EXPORT: expire_export,
+}

@@ -1,0 +1,181 @@
+"""YAML with line numbers: parse one policy file into its data and the line of every key and
+list item, so that every later problem can be reported as `file:line: field: message`.
+
+Duplicate keys are reported, `on:` stays the text 'on', impossible dates are errors, and a
+syntax error becomes one line at the line PyYAML points to. No schema, no model here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.reader import ReaderError
+
+from reconciler.errors import Diagnostic
+
+JsonPath = tuple[str | int, ...]  # keys and list indexes from the document root
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One parsed YAML file and the line of each of its keys and list items."""
+
+    file: str  # relative to the workspace root, as diagnostics show it
+    data: Any  # as YAML built it: dates are `datetime.date`
+    plain: Any  # JSON values only (dates as ISO strings): what is validated, digested and built
+    lines: dict[JsonPath, int]
+
+    def line(self, path: JsonPath) -> int | None:
+        """The line of `path`, or of its nearest ancestor that has one (merged keys have none)."""
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path)
+
+    def problem(self, path: JsonPath, message: str) -> Diagnostic:
+        return Diagnostic(self.file, self.line(path), dotted(path), message)
+
+
+def read_document(root: Path, file: str) -> tuple[Document | None, list[Diagnostic]]:
+    """Read and parse `root/file`; None if it is missing, unreadable or not YAML."""
+    try:
+        text = (root / file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [Diagnostic(file, None, "", "file not found")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Diagnostic(file, None, "", f"cannot read: {exc}")]
+    return parse_yaml(text, file)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
+    """Parse one YAML document (empty: `{}`). None, with the reason, if it is not valid YAML.
+
+    Duplicate keys are reported but do not stop parsing; as in PyYAML, the last one wins.
+    """
+    lines: dict[JsonPath, int] = {(): 1}
+    duplicates: list[Diagnostic] = []
+    try:
+        data = _load(text, file, lines, duplicates)
+    except yaml.YAMLError as exc:
+        return None, [_syntax_problem(file, text, exc)]
+    return Document(file, data, _plain(data), lines), duplicates
+
+
+def _load(text: str, file: str, lines: dict[JsonPath, int], duplicates: list[Diagnostic]) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        lines[()] = node.start_mark.line + 1
+        _index(node, (), file, lines, duplicates, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader whose mapping keys are the text as written: `on:` is 'on', not True."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        self.flatten_mapping(node)
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key_node.tag = _STR_TAG
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> date:
+        # `2026-02-30` looks like a date to YAML but is none: PyYAML raises a bare ValueError.
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise ConstructorError(
+                None, None, f"'{node.value}' is not a valid date ({exc})", node.start_mark
+            ) from exc
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _index(
+    node: yaml.Node,
+    path: JsonPath,
+    file: str,
+    lines: dict[JsonPath, int],
+    duplicates: list[Diagnostic],
+    open_nodes: set[int],
+) -> None:
+    """Record the line of every key and item under `node`, and report duplicate keys."""
+    if id(node) in open_nodes:  # `&a [*a]`: the data would be infinite
+        raise ComposerError(
+            None, None, "an alias refers to a node that contains it", node.start_mark
+        )
+    open_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue  # merged or complex keys: their lines fall back to the mapping's
+            key, line = key_node.value, key_node.start_mark.line + 1
+            child = (*path, key)
+            if key in first:
+                duplicates.append(
+                    Diagnostic(
+                        file,
+                        line,
+                        dotted(child),
+                        f"duplicate key '{key}' (first on line {first[key]})",
+                    )
+                )
+            first.setdefault(key, line)
+            lines[child] = line
+            _index(value_node, child, file, lines, duplicates, open_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _index(item, (*path, i), file, lines, duplicates, open_nodes)
+    open_nodes.discard(id(node))
+
+
+def _syntax_problem(file: str, text: str, exc: yaml.YAMLError) -> Diagnostic:
+    """A YAML error as one line, at the line PyYAML points to."""
+    if isinstance(exc, ReaderError):
+        message = f"invalid YAML: character #x{exc.character:04x} not allowed"
+        return Diagnostic(file, text.count("\n", 0, exc.position) + 1, "", message)
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Diagnostic(file, None, "", f"invalid YAML: {exc}")
+    problem, context, started = exc.problem or "", exc.context or "", exc.context_mark
+    mark = exc.problem_mark or started
+    line = mark.line + 1 if mark else None
+    if context and not context.startswith("while"):  # "expected a single document in the stream"
+        problem = f"{context}, {problem}" if problem else context
+    elif context and started and started.line + 1 != line:
+        problem += f" ({context} from line {started.line + 1})"
+    return Diagnostic(file, line, "", f"invalid YAML: {problem}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    return value
+
+
+def dotted(path: JsonPath) -> str:
+    """`systems.crm.ingests[0]`"""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text

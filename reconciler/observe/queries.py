@@ -1,0 +1,54 @@
+"""The query step of observing: what is read from a system, through its connector, to find
+data subjects. Reads only; rows come back as mappings of column to value for `match.py`.
+
+An identity table is streamed once (memory bounded by the batch size) for every subject
+together; a table reached through a link is read with batched `IN (...)` queries on the
+parents' matched values; rows referencing matched rows through a database foreign key are
+read the same way, to count them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from reconciler.connectors import Connector
+from reconciler.connectors.reflection import ForeignKeyInfo
+from reconciler.desired.model import Table
+
+Row = dict[str, Any]
+
+
+def columns_of(spec: Table, extra: Iterable[str]) -> list[str]:
+    """The columns to read of a mapped table: its key, how it reaches the subject, and
+    `extra` (masked columns, columns that children link by)."""
+    assert spec.primary_key
+    reach = list(spec.identities.values())
+    if spec.subject is not None:
+        reach.append(spec.subject.column)
+    return list(dict.fromkeys([spec.primary_key, *reach, *extra]))
+
+
+def identity_rows(conn: Connector, spec: Table, columns: Sequence[str]) -> Iterator[list[Row]]:
+    """Every row of an identity table, those columns only, in batches."""
+    for batch in conn.scan(spec.name, columns):
+        yield [dict(zip(columns, raw, strict=True)) for raw in batch]
+
+
+def linked_rows(
+    conn: Connector, spec: Table, columns: Sequence[str], parent_values: list[Any]
+) -> list[Row]:
+    """The rows of a linked table whose link column holds one of `parent_values`."""
+    assert spec.subject is not None
+    if not parent_values:
+        return []
+    found = conn.select_where_in(spec.name, columns, spec.subject.column, parent_values)
+    return [dict(zip(columns, raw, strict=True)) for raw in found]
+
+
+def referencing_values(conn: Connector, fk: ForeignKeyInfo, parent_values: list[Any]) -> list[Any]:
+    """The foreign key values of the rows of `fk.table` that reference `parent_values`."""
+    if not parent_values:
+        return []
+    col = fk.columns[0]
+    return [ref for (ref,) in conn.select_where_in(fk.table, [col], col, parent_values)]

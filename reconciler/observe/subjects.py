@@ -1,0 +1,80 @@
+"""Which data subjects dsr must look for, and how their keyed hashes are looked up. Pure.
+
+Erasures, open and completed (tombstones, even when their request file is gone), and approved
+exports not yet built. A request file holds only keyed hashes, so a row belongs to a subject
+when the keyed hash of its normalised identity value is one of the subject's hashes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from reconciler.desired.approvals import approval_status
+from reconciler.desired.model import Desired, RequestType, SubjectKind
+from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.store.records import Tombstone
+
+# (identity type, keyed hash) -> the requests whose subject has it
+SubjectIndex = dict[tuple[str, str], set[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    request_id: str
+    identities: tuple[tuple[str, str], ...]  # (type, keyed hash)
+    systems: tuple[str, ...] | None  # None: every system
+    kind: SubjectKind = SubjectKind.CUSTOMER
+
+    def in_scope(self, system: str) -> bool:
+        return self.systems is None or system in self.systems
+
+
+def pending_subjects(
+    desired: Desired, completed: Mapping[str, Tombstone], built: Collection[str]
+) -> list[Subject]:
+    """Every subject dsr must look for, by request id."""
+    out: dict[str, Subject] = {}
+    for c in completed.values():
+        out[c.request_id] = Subject(c.request_id, c.identities, c.systems, c.subject_kind)
+    for r in desired.requests.values():
+        if r.cancelled and r.id not in completed:
+            out.pop(r.id, None)
+            continue
+        if r.type is RequestType.EXPORT and (
+            r.id in built or not approval_status(r, desired.access)[0]
+        ):
+            continue
+        identities = tuple((i.type, i.hash) for i in r.identities)
+        out[r.id] = Subject(r.id, identities, r.systems, r.subject_kind)
+    return [out[k] for k in sorted(out)]
+
+
+def subject_index(subjects: Iterable[Subject]) -> SubjectIndex:
+    index: SubjectIndex = defaultdict(set)
+    for s in subjects:
+        for pair in s.identities:
+            index[pair].add(s.request_id)
+    return index
+
+
+def users_in_access(
+    desired: Desired, key: IdentityKey, completed: Mapping[str, Tombstone]
+) -> frozenset[str]:
+    """User erasures, open or completed, whose subject is (again) a user in access.yaml."""
+    if desired.access is None:
+        return frozenset()
+    listed = {hash_identity("email", u, key) for u in desired.access.users}
+    erasures = {
+        c.request_id: c.identities for c in completed.values() if c.subject_kind is SubjectKind.USER
+    } | {
+        r.id: tuple((i.type, i.hash) for i in r.identities)
+        for r in desired.requests.values()
+        if r.type is RequestType.ERASURE and r.subject_kind is SubjectKind.USER
+    }
+    return frozenset(
+        rid
+        for rid, identities in erasures.items()
+        if any(kind == "email" and h in listed for kind, h in identities)
+    )

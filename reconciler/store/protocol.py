@@ -1,0 +1,139 @@
+"""The state store's contract: the `StateStore` protocol.
+
+The reconciler's runtime state (the one-writer lock, runs and their journal, the hash-chained
+audit log, the last observation of each system, the tombstones of completed erasures, the state
+of each request, the refresh history of each system and the export packages built) lives behind
+this protocol so that callers never see SQL, engines or dialects. The values it takes and
+returns are in `records.py`. This module must not do I/O, import SQLAlchemy or read the clock;
+the implementation is `sql.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from reconciler.store.records import (
+    AuditEvent,
+    AuditRecord,
+    ExportRecord,
+    JournalEntry,
+    JournalStatus,
+    LockInfo,
+    Observation,
+    Outcome,
+    RefreshRecord,
+    RequestRecord,
+    RequestState,
+    RunInfo,
+    Tombstone,
+)
+
+
+class StateStore(Protocol):
+    """Runtime state of the reconciler. All datetimes passed in must be timezone-aware."""
+
+    # --- the one-writer lock ---
+    def lock(
+        self,
+        holder: str,
+        *,
+        timeout: float,
+        on_wait: Callable[[LockInfo], None] | None = None,
+    ) -> AbstractContextManager[LockInfo]:
+        """Hold the one-writer lock for the `with` block; released on exit, even on errors.
+
+        Waits up to `timeout` seconds, calling `on_wait(current_holder)` once when it starts
+        waiting, then raises `LockTimeout` naming the holder. A lock left by a dead process on
+        this host is taken over (`LockInfo.took_over_stale`).
+        """
+        ...
+
+    # --- runs and the journal ---
+    def begin_run(self, plan_id: str, *, now: datetime) -> str: ...
+
+    def journal(
+        self,
+        run_id: str,
+        change_id: str,
+        status: JournalStatus,
+        *,
+        now: datetime,
+        message: str | None = None,
+    ) -> None:
+        """Record one step; committed (durable) when this returns, before the action runs."""
+        ...
+
+    def journal_entries(self, run_id: str) -> list[JournalEntry]: ...
+
+    def end_run(self, run_id: str, outcome: str, *, now: datetime) -> None: ...
+
+    def last_run(self) -> RunInfo | None: ...
+
+    def unfinished_runs(self) -> list[RunInfo]:
+        """Runs begun but never ended (killed), oldest first."""
+        ...
+
+    # --- the audit log: append-only, hash-chained ---
+    def append_audit(self, event: AuditEvent) -> AuditRecord: ...
+
+    def audit_records(self, request: str | None = None) -> list[AuditRecord]: ...
+
+    def verify_audit(self) -> list[str]:
+        """Problems found in the audit chain, one line each; [] means it is intact."""
+        ...
+
+    # --- observations ---
+    def record_observation(
+        self, system: str, *, now: datetime, digest: str, error: str | None
+    ) -> None: ...
+
+    def observations(self) -> dict[str, Observation]:
+        """The last observation of each system, by system name."""
+        ...
+
+    # --- tombstones of completed erasures ---
+    def record_tombstone(self, tombstone: Tombstone) -> None:
+        """Insert or replace the tombstone of `tombstone.request_id` (a re-erasure updates it).
+
+        Raises ValueError for an identity that is not a keyed hash.
+        """
+        ...
+
+    def tombstones(self) -> dict[str, Tombstone]:
+        """Every tombstone, by request id."""
+        ...
+
+    # --- request states ---
+    def set_request_state(
+        self, request_id: str, state: RequestState, *, now: datetime, detail: str | None = None
+    ) -> None:
+        """Insert or replace the state of a request."""
+        ...
+
+    def request_states(self) -> dict[str, RequestRecord]:
+        """The current state of every request, by request id."""
+        ...
+
+    # --- refreshes ---
+    def record_refresh(
+        self, system: str, *, now: datetime, status: Outcome, message: str | None = None
+    ) -> None:
+        """Append one refresh (succeeded or failed) to the system's history (kept, never
+        replaced)."""
+        ...
+
+    def last_refreshes(self) -> dict[str, RefreshRecord]:
+        """The latest refresh of each system (latest `at`; the later record on a tie)."""
+        ...
+
+    # --- exports ---
+    def record_export(self, record: ExportRecord) -> None:
+        """Upsert by request id (expiry sets `expired_at`)."""
+        ...
+
+    def exports(self) -> dict[str, ExportRecord]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,97 @@
+"""`make demo` as a user runs it, in a scratch copy of the demo workspace: it must converge
+to a plan with no changes, and no raw identifier of the subjects it erased may appear in
+anything dsr printed or wrote (request files, state store, audit log)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from reconciler.apply.package import verify_package
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "policies").mkdir(parents=True)
+    shutil.copy(REPO / "dsr.yaml", ws)
+    for name in ("systems.yaml", "access.yaml"):
+        shutil.copy(REPO / "policies" / name, ws / "policies")
+    run = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"WS={ws}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "No changes. The actual state matches the desired state." in output
+    assert "audit log intact" in output
+
+    subjects = [
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "demo",
+                "pick-subject",
+                "--workspace",
+                str(ws),
+                "--in",
+                which,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for which in ("crm-only", "both", "export", "export-2")
+    ]
+    assert all("@" in s for s in subjects) and len(set(subjects)) == 4
+    erased, exported = subjects[:2], subjects[2:]
+
+    # One export was approved by a tenant admin and built; the other waits for approval.
+    package = ws / "state/outbox/DSR-DEMO-0004.zip"
+    assert verify_package(package) == []
+    assert sorted(p.name for p in (ws / "state/outbox").iterdir()) == ["DSR-DEMO-0004.zip"]
+    with zipfile.ZipFile(package) as z:
+        customers = json.loads(z.read("crm/customers.json"))
+    assert [c["email"] for c in customers] == [exported[0]]
+    # The platform user erased in the demo has no user data left.
+    with sqlite3.connect(ws / "state/demo/insights.db") as db:
+        assert db.execute(
+            "SELECT count(*) FROM segments WHERE created_by = 'dave@contoso.example'"
+        ).fetchone() == (0,)
+
+    written = [output]
+    for path in (ws / "policies").rglob("*.yaml"):
+        written.append(path.read_text())
+    with sqlite3.connect(ws / "state/dsr.db") as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            written += [repr(row) for row in db.execute(f'SELECT * FROM "{table}"')]
+    blob = "\n".join(written).lower()
+    for email in subjects:  # outside the outbox, no subject's address appears anywhere
+        assert email.lower() not in blob
+        assert email.split("@")[0].lower() not in blob
+
+    # ... and the subjects are gone from every mapped table of every system.
+    checks = {
+        "crm": ["SELECT email FROM customers"],
+        "shop": ["SELECT email FROM customers"],
+        "insights": [
+            "SELECT email FROM profiles",
+            "SELECT email FROM consent",
+            "SELECT actor FROM system_logs",
+        ],
+        "apps": ["SELECT email FROM consent_view"],
+    }
+    for system, queries in checks.items():
+        with sqlite3.connect(ws / f"state/demo/{system}.db") as db:
+            for q in queries:
+                values = {str(v).strip().lower() for (v,) in db.execute(q)}
+                assert not values & {s.lower() for s in erased}, (system, q)
