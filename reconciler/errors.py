@@ -53,7 +53,3 @@ class LockTimeout(DsrError):
 
 class StalePlan(DsrError):
     """A saved plan no longer matches the actual or desired state it was made from."""
-
-
-class PlanRefused(DsrError):
-    """The planner found the plan unsafe to apply (safety limits, conflicts)."""

@@ -115,19 +115,10 @@ def extension_problems(
     return problems
 
 
-def check_extension(received: date, deadline_days: int | None, ext: Extension) -> list[str]:
-    """Every way `ext` breaks the extension rule, as messages; empty when it is lawful.
-
-    The new due date must be after the base due date and no later than `max_extended_due`;
-    the subject must be told on or after `received` and no later than the base due date.
-    """
-    return [p.message for p in extension_problems(received, deadline_days, ext)]
-
-
 def due_date(received: date, deadline_days: int | None, ext: Extension | None) -> date:
     """The date the request is due: the extension's when there is one, else `base_due`.
 
-    It trusts `ext`; the loader refuses extensions that `check_extension` objects to.
+    It trusts `ext`; the loader refuses extensions that `extension_problems` objects to.
     """
     return ext.due if ext is not None else base_due(received, deadline_days)
 

@@ -12,7 +12,6 @@ import pytest
 from reconciler.desired.deadlines import (
     add_months,
     base_due,
-    check_extension,
     days_left,
     due_date,
     extension_problems,
@@ -21,6 +20,11 @@ from reconciler.desired.deadlines import (
 from reconciler.desired.model import Extension
 
 D = date.fromisoformat
+
+
+def check_extension(received: date, deadline_days: int | None, ext: Extension) -> list[str]:
+    """Every way `ext` breaks the extension rule, as messages; empty when it is lawful."""
+    return [p.message for p in extension_problems(received, deadline_days, ext)]
 
 
 @pytest.mark.parametrize(
