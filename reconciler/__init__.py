@@ -4,4 +4,4 @@ The package reconciles desired state (YAML in a workspace) with the actual state
 databases: observe, plan (pure), apply (journalled, audited, idempotent).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,21 +1,31 @@
 """The `dsr` command line: the click group and the error boundary.
 
-Expected errors (`DsrError`) become one line per problem on stderr and exit 1; Ctrl-C exits
-130; anything else is a bug and is printed with its traceback. Subcommands live in
-`reconciler/commands/`, one module each.
+Exit codes, as schedulers read them: 0 success (nothing left to do), 1 an error (one `error:`
+line per problem, usage errors included: click's own 2 would read as "changes pending"),
+2 changes pending (`plan --detailed-exitcode` only), 130 interrupted (Ctrl-C, SIGTERM).
+Expected errors (`DsrError`) become one line each; anything else is a bug and is printed with
+its traceback. Subcommands live in `reconciler/commands/`, one module each.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import click
 
 from reconciler import __version__
-from reconciler.errors import DsrError
+from reconciler.commands import Options
+from reconciler.errors import DsrError, Interrupted
+from reconciler.render.events import EventLog
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
 
 
 class Group(click.Group):
@@ -23,18 +33,46 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except DsrError as exc:
+            log = ctx.obj.log if isinstance(ctx.obj, Options) else EventLog()
+            if isinstance(exc, Interrupted):
+                log.error(str(exc) or "interrupted")
+                ctx.exit(EXIT_INTERRUPTED)
             for line in str(exc).splitlines() or [type(exc).__name__]:
-                click.echo(f"error: {line}", err=True)
-            ctx.exit(1)
+                log.error(line)
+            ctx.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception:
             click.echo("dsr: unexpected error (this is a bug; please report it):", err=True)
             traceback.print_exc()
-            ctx.exit(1)
+            ctx.exit(EXIT_ERROR)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """As click's, but a usage error exits 1 and an interrupt 130."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=Group)
@@ -45,24 +83,44 @@ class Group(click.Group):
     type=click.Path(file_okay=False, path_type=Path),
     help="Workspace directory (default: the nearest parent holding dsr.yaml).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How progress, warnings and errors are written to stderr: json is one event per line.",
+)
 @click.pass_context
-def cli(ctx: click.Context, workspace: Path | None) -> None:
+def cli(ctx: click.Context, workspace: Path | None, log_format: str) -> None:
     """dsr: GDPR data subject requests as code."""
-    ctx.obj = workspace
+    ctx.obj = Options(workspace, EventLog(json=log_format == "json"))
 
 
 def _register() -> None:
-    from reconciler.commands import apply, approve, audit, init, new, plan, status, validate
+    from reconciler.commands import (
+        apply,
+        approve,
+        audit,
+        init,
+        new,
+        plan,
+        status,
+        unlock,
+        validate,
+    )
 
-    for module in (init, validate, plan, apply, status, audit, new, approve):
+    for module in (init, validate, plan, apply, status, audit, new, approve, unlock):
         cli.add_command(module.command)
 
 
 _register()
 
 
+def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
+    """SIGTERM as Ctrl-C: a scheduler's stop ends the run the way an operator's does."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    try:
-        cli.main(prog_name="dsr")
-    except KeyboardInterrupt:
-        sys.exit(130)
+    signal.signal(signal.SIGTERM, _terminate)
+    cli.main(prog_name="dsr")

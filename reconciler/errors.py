@@ -51,5 +51,9 @@ class LockTimeout(DsrError):
     """Another run holds the state lock and did not release it in time."""
 
 
+class Interrupted(DsrError):
+    """The run was stopped (Ctrl-C, SIGTERM) at an action boundary: exit 130."""
+
+
 class StalePlan(DsrError):
     """A saved plan no longer matches the actual or desired state it was made from."""

@@ -118,8 +118,9 @@ class Workspace:
         return f"sqlite:///{path}"
 
     @contextlib.contextmanager
-    def store(self) -> Iterator[StateStore]:
-        store = open_store(self.store_url())
+    def store(self, *, readonly: bool = False) -> Iterator[StateStore]:
+        """The state store; `readonly` for commands that must not write to it (plan)."""
+        store = open_store(self.store_url(), readonly=readonly)
         try:
             yield store
         finally:

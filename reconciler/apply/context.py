@@ -44,6 +44,7 @@ class Context:
     workspace: Path
     reobserve: Callable[[], Observed]
     clock: Callable[[], datetime]
+    should_stop: Callable[[], bool] = lambda: False  # asked to stop at the next boundary
     run_id: str = ""
     done: list[ChangeResult] = field(default_factory=list)  # this run's results so far
     _fresh: Observed | None = None

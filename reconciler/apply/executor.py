@@ -31,6 +31,7 @@ from reconciler.store.records import RequestState
 class ApplyResult:
     run_id: str
     results: list[ChangeResult] = field(default_factory=list)
+    interrupted: bool = False  # stopped at an action boundary when asked to
 
     @property
     def failed(self) -> list[ChangeResult]:
@@ -60,6 +61,9 @@ def apply(
     # change id -> (why its dependents cannot run, whether that is a failure or a wait)
     blockers: dict[str, tuple[str, bool]] = {}
     for change in plan.changes:
+        if ctx.should_stop():
+            result.interrupted = True
+            break
         blocked = [blockers[d] for d in change.depends_on if d in blockers]
         if blocked:
             failures = [why for why, failure in blocked if failure]
@@ -92,6 +96,10 @@ def apply(
             blockers[change.id] = (_why(outcome), outcome.status is not Outcome.WAITING)
         result.results.append(outcome)
         progress(outcome)
+    if result.interrupted:
+        # The next run re-plans from what it observes; nothing here is half-done.
+        store.end_run(ctx.run_id, "interrupted", now=clock())
+        return result
     _record_request_states(plan, result, ctx)
     store.end_run(ctx.run_id, "succeeded" if result.ok else "failed", now=clock())
     return result

@@ -1,49 +1,115 @@
-"""One module per subcommand: parse options, wire the workspace, call the core."""
+"""One module per subcommand: parse options, wire the workspace, call the core, render.
+
+What the subcommands share lives here: the global options, loading the workspace, the identity
+key's warning, observing with progress, and the `--format` option.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from reconciler.connectors import Connector
 from reconciler.desired.load import find_workspace
-from reconciler.observe.collect import observe_timed
-from reconciler.observe.model import Observed
+from reconciler.observe.collect import observe_all
+from reconciler.observe.model import Observed, ObservedSystem
 from reconciler.privacy.identity import IdentityKey
+from reconciler.render.events import EventLog
 from reconciler.store import StateStore
-from reconciler.workspace import Workspace, utcnow
+from reconciler.workspace import ENV_PREFIX, Workspace, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The group's options, as every subcommand sees them (`ctx.obj`)."""
+
+    workspace: Path | None = None
+    log: EventLog = EventLog()
+
+
+def options(ctx: click.Context) -> Options:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Options) else Options()
+
+
+def log(ctx: click.Context) -> EventLog:
+    return options(ctx).log
 
 
 def workspace(ctx: click.Context) -> Workspace:
-    root = ctx.find_root().obj
+    root = options(ctx).workspace
     return Workspace.load(find_workspace(Path(root) if root else Path.cwd()))
 
 
-def identity_key(ws: Workspace) -> IdentityKey:
+def workspace_root(ctx: click.Context) -> Path:
+    """The workspace's folder, without loading its policies (`new`, `approve` load them
+    themselves, with the file they are about to write)."""
+    root = options(ctx).workspace
+    return find_workspace(Path(root) if root else Path.cwd())
+
+
+def identity_key(ctx: click.Context, ws: Workspace) -> IdentityKey:
     """The identity key, with a warning when it is the demo's published development key."""
     key = ws.identity_key()
     if key.development:
-        click.echo(
-            "warning: using the development identity key from dsr.yaml; set "
-            f"{(ws.desired.settings.identity_key or 'env:DSR_IDENTITY_KEY')[4:]} for real data",
-            err=True,
+        ref = ws.desired.settings.identity_key or f"{ENV_PREFIX}DSR_IDENTITY_KEY"
+        log(ctx).warning(
+            "using the development identity key from dsr.yaml; set "
+            f"{ref.removeprefix(ENV_PREFIX)} for real data"
         )
     return key
 
 
 def observe(
-    ws: Workspace, connectors: Mapping[str, Connector], store: StateStore, key: IdentityKey
+    ctx: click.Context,
+    ws: Workspace,
+    connectors: Mapping[str, Connector],
+    store: StateStore,
+    key: IdentityKey,
+    *,
+    record: bool,
 ) -> tuple[Observed, float]:
-    """Observes every system and records each one's observation (digest or error) in the
-    store, for `dsr status`; returns the observation and the seconds it took."""
-    observed, seconds = observe_timed(ws.desired, connectors, store, key)
-    now = utcnow()
-    for name, obs in observed.systems.items():
-        store.record_observation(name, now=now, digest=obs.digest, error=obs.error)
-    return observed, seconds
+    """Observes every system, one progress line each; with `record` (apply: a writer), each
+    system's observation (digest or error) is kept in the store for `dsr status`."""
+    events = log(ctx)
+    started = time.monotonic()
 
+    def progress(obs: ObservedSystem, seconds: float) -> None:
+        how = f"ERROR {obs.error}" if obs.error else "ok"
+        events.event(
+            "observed",
+            f"observed {obs.name} in {seconds:.1f} s: {how}",
+            system=obs.name,
+            seconds=round(seconds, 3),
+            error=obs.error,
+        )
+
+    observed = observe_all(ws.desired, connectors, store, key, progress=progress)
+    if record:
+        now = utcnow()
+        for name, obs in observed.systems.items():
+            store.record_observation(name, now=now, digest=obs.digest, error=obs.error)
+    return observed, time.monotonic() - started
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for programs.",
+)
 
 max_revocations_option = click.option(
     "--max-revocations",

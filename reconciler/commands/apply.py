@@ -1,23 +1,41 @@
-"""`dsr apply [PLANFILE]`: carry out a saved plan (refused if stale) or plan and confirm.
+"""`dsr apply [PLANFILE]`: carry out the plan, idempotently, under the state lock.
 
 Everything from observing to the last change happens under the state store's lock, so the
-plan applied is the plan made from the state it changes.
+plan applied is the plan made from the state it changes. SIGTERM and Ctrl-C stop it at the
+next action boundary: the lock is released, the run is recorded as interrupted, exit 130.
+With `CI` set, a local state file is refused (it is gone with the runner) unless
+`--allow-local-state` says that is intended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import os
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import click
 
 from reconciler.apply import executor
-from reconciler.apply.context import Context
+from reconciler.apply.context import ChangeResult, Context
 from reconciler.apply.recovery import recover_interrupted
-from reconciler.commands import identity_key, max_revocations_option, observe, workspace
-from reconciler.errors import DsrError, StalePlan
+from reconciler.commands import (
+    echo_json,
+    format_option,
+    identity_key,
+    log,
+    max_revocations_option,
+    observe,
+    workspace,
+)
+from reconciler.desired.files import SETTINGS_FILE
+from reconciler.errors import DsrError, Interrupted, StalePlan
 from reconciler.observe.collect import observe_all
 from reconciler.observe.model import Observed
 from reconciler.plan import planfile, planner
@@ -25,7 +43,7 @@ from reconciler.plan.model import Plan
 from reconciler.render import plan as output
 from reconciler.render.progress import change_line
 from reconciler.store import LockInfo, Outcome
-from reconciler.workspace import utcnow
+from reconciler.workspace import Workspace, utcnow
 
 
 @click.command("apply")
@@ -43,35 +61,55 @@ from reconciler.workspace import utcnow
     show_default=True,
     help="Seconds to wait for another run's lock before failing.",
 )
+@click.option(
+    "--allow-local-state",
+    is_flag=True,
+    help="With CI set, apply with a local state file all the same (it is gone with the runner).",
+)
 @max_revocations_option
+@format_option
 @click.pass_context
 def command(
     ctx: click.Context,
     planfile_path: Path | None,
     auto_approve: bool,
     lock_timeout: float,
+    allow_local_state: bool,
     max_revocations: int | None,
+    fmt: str,
 ) -> None:
     """Carry out the plan, idempotently, under the state lock."""
     ws = workspace(ctx)
+    refuse_local_state_in_ci(ws, allow_local_state)
+    events = log(ctx)
     saved = planfile.read_plan(planfile_path) if planfile_path else None
-    key = identity_key(ws)
+    key = identity_key(ctx, ws)
     holder = f"{getpass.getuser()}@{socket.gethostname()}: dsr apply"
+    show = click.echo if fmt == "text" else (lambda *_a, **_k: None)
 
     def waiting(info: LockInfo) -> None:
-        click.echo(
-            f"waiting up to {lock_timeout:g} s for the state lock held by {info.holder} "
-            f"(pid {info.pid} on {info.host}) since {info.acquired_at}",
-            err=True,
+        events.event(
+            "lock_wait",
+            f"waiting up to {lock_timeout:g} s for the state lock held by {info.describe()}",
+            holder=info.holder,
         )
 
-    with ws.store() as store, store.lock(holder, timeout=lock_timeout, on_wait=waiting) as lock:
-        if lock.took_over_stale:
-            click.echo("note: took over a stale lock left by a process that died", err=True)
+    with (
+        stop_requests() as stop,
+        ws.store() as store,
+        store.lock(holder, timeout=lock_timeout, on_wait=waiting) as lock,
+    ):
+        if lock.took_over_stale and lock.replaced is not None:
+            events.event(
+                "lock_takeover",
+                f"took over the state lock left by {lock.replaced.describe()}, which is gone",
+            )
         for run_id in recover_interrupted(store, clock=utcnow):
-            click.echo(f"note: run {run_id} was interrupted; recorded in the audit log", err=True)
+            events.event(
+                "recovered", f"run {run_id} was interrupted; recorded in the audit log", run=run_id
+            )
         with ws.connectors() as connectors:
-            observed, seconds = observe(ws, connectors, store, key)
+            observed, seconds = observe(ctx, ws, connectors, store, key, record=True)
             current = planner.plan(
                 ws.desired, observed, now=utcnow(), max_revocations=max_revocations
             )
@@ -79,13 +117,16 @@ def command(
                 check_fresh(saved, current, ws.desired.digest, observed, planfile_path)
             plan = saved or current
             if not plan.can_apply:
-                click.echo(output.render_text(plan), nl=False)
+                show(output.render_text(plan), nl=False)
                 raise DsrError("the plan is refused; nothing was changed")
             if not plan.has_changes and not plan.blocked:
-                click.echo("No changes. The actual state matches the desired state; nothing to do.")
+                if fmt == "json":
+                    echo_json(_json_result(plan, None))
+                else:
+                    click.echo(output.summary(plan) + " Nothing to do.")
                 return
             unreadable = sum(1 for o in observed.systems.values() if o.error)
-            click.echo(
+            show(
                 output.render_text(
                     plan, output.header(plan, len(observed.systems), seconds, unreadable)
                 )
@@ -94,6 +135,19 @@ def command(
                 raise DsrError(blocked_message(plan))
             if not auto_approve:
                 confirm(len(plan.changes))
+
+            def progress(result: ChangeResult) -> None:
+                line = change_line(result)
+                show(line)
+                if events.json:
+                    events.event(
+                        "change",
+                        line.strip(),
+                        change=result.change.id,
+                        status=result.status.value,
+                        rows=result.rows,
+                    )
+
             context = Context(
                 desired=ws.desired,
                 observed=observed,
@@ -103,16 +157,25 @@ def command(
                 workspace=ws.root,
                 reobserve=lambda: observe_all(ws.desired, connectors, store, key),
                 clock=utcnow,
+                should_stop=stop,
             )
-            result = executor.apply(plan, context, progress=lambda r: click.echo(change_line(r)))
+            result = executor.apply(plan, context, progress=progress)
+    if fmt == "json":
+        echo_json(_json_result(plan, result))
     done = sum(1 for o in result.results if o.status is Outcome.SUCCEEDED)
+    if result.interrupted:
+        raise Interrupted(
+            f"interrupted after {done} of {len(plan.changes)} changes (run {result.run_id}); "
+            "the lock is released and the next run carries on"
+        )
     pending = sorted({o.change.request or "" for o in result.waiting})
     if result.ok:
-        click.echo(
-            f"Apply complete: {done} change{'s' if done != 1 else ''} carried out "
-            f"(run {result.run_id})."
-            + (f" Waiting on a source owner: {', '.join(pending)}." if pending else "")
-        )
+        if fmt == "text":
+            click.echo(
+                f"Apply complete: {done} change{'s' if done != 1 else ''} carried out "
+                f"(run {result.run_id})."
+                + (f" Waiting on a source owner: {', '.join(pending)}." if pending else "")
+            )
         if plan.blocked:
             raise DsrError(blocked_message(plan))
         return
@@ -123,6 +186,62 @@ def command(
         f"{len(result.results)} changes (run {result.run_id}); {done} carried out. "
         "Fix the cause and run dsr apply again"
     )
+
+
+def refuse_local_state_in_ci(ws: Workspace, allowed: bool) -> None:
+    """On a CI runner every job starts on a fresh machine: a state file there is lost, and the
+    next job would redo finished work. Refused unless the flag says it is intended."""
+    if allowed or not os.environ.get("CI") or ws.desired.settings.state_url is not None:
+        return
+    raise DsrError(
+        f"CI is set and the state store is a local file ({ws.desired.settings.state_path}), "
+        f"which is gone with this runner: set state.url in {SETTINGS_FILE} to a shared "
+        "database (env:DSR_STATE_URL), or pass --allow-local-state if this is intended"
+    )
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[Any]:
+    """While applying, SIGTERM and SIGINT ask the executor to stop at the next action
+    boundary (instead of killing a write half way); a second signal stops at once."""
+    asked: list[int] = []
+
+    def ask(signum: int, _frame: FrameType | None) -> None:
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+
+    previous = {s: signal.signal(s, ask) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _json_result(plan: Plan, result: executor.ApplyResult | None) -> dict[str, Any]:
+    outcome = "nothing_to_do"
+    if result is not None:
+        outcome = "interrupted" if result.interrupted else "succeeded" if result.ok else "failed"
+    return {
+        "plan_id": plan.id,
+        "run_id": result.run_id if result else None,
+        "outcome": outcome,
+        "changes": [
+            {
+                "id": r.change.id,
+                "action": r.change.action.value,
+                "system": r.change.system,
+                "request": r.change.request,
+                "status": r.status.value,
+                "rows": r.rows,
+                "message": r.message,
+            }
+            for r in (result.results if result else [])
+        ],
+        "waiting": sorted({v.id for v in plan.requests if v.state == "waiting"}),
+        "blocked": [{"request": v.id, "why": v.note} for v in plan.blocked],
+    }
 
 
 def blocked_message(plan: Plan) -> str:

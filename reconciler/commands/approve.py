@@ -27,9 +27,10 @@ from pathlib import Path
 import click
 import yaml
 
+from reconciler.commands import workspace_root
 from reconciler.desired.approvals import approval_problems, same_person
 from reconciler.desired.files import ACCESS_FILE, REQUEST_ID, request_file
-from reconciler.desired.load import find_workspace, load_workspace
+from reconciler.desired.load import load_workspace
 from reconciler.desired.model import Access, Approval, RequestType
 from reconciler.desired.yamlfile import parse_yaml
 from reconciler.errors import DsrError, ValidationFailed
@@ -62,8 +63,7 @@ def command(ctx: click.Context, request_id: str, user: str, on: datetime | None)
     request the export, and approved on or after the day it was received; one that does not
     count is recorded with a warning, and the plan shows why it does not count.
     """
-    root_option = ctx.find_root().obj
-    root = find_workspace(Path(root_option) if root_option else Path.cwd())
+    root = workspace_root(ctx)
     if not REQUEST_ID.match(request_id):
         raise DsrError(
             f"'{request_id}' is not a request id: upper-case letters and digits in parts joined "

@@ -18,12 +18,21 @@ def command() -> None:
 
 @command.command("show")
 @click.argument("request", required=False)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people; json: one JSON object per record (JSON Lines).",
+)
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="The same as --format json.")
 @click.pass_context
-def show(ctx: click.Context, request: str | None, as_json: bool) -> None:
+def show(ctx: click.Context, request: str | None, fmt: str, as_json: bool) -> None:
     """List the audit trail, or the records of one request."""
+    as_json = as_json or fmt == "json"
     ws = workspace(ctx)
-    with ws.store() as store:
+    with ws.store(readonly=True) as store:
         records = store.audit_records(request)
     if not records:
         if request and request not in ws.desired.requests:
@@ -58,7 +67,7 @@ def show(ctx: click.Context, request: str | None, as_json: bool) -> None:
 def verify(ctx: click.Context) -> None:
     """Check that no audit record was altered or removed."""
     ws = workspace(ctx)
-    with ws.store() as store:
+    with ws.store(readonly=True) as store:
         problems = store.verify_audit()
         count = len(store.audit_records())
     if problems:

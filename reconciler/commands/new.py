@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 import click
 import yaml
 
+from reconciler.commands import workspace_root
 from reconciler.desired.files import REQUEST_ID, REQUESTS_DIR
 from reconciler.desired.files import request_file as request_path
-from reconciler.desired.load import find_workspace, load_settings, load_workspace
+from reconciler.desired.load import load_settings, load_workspace
 from reconciler.desired.model import RequestType, SubjectKind
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
 from reconciler.privacy.identity import hash_identity
@@ -152,7 +153,7 @@ def _file_request(
         if value is not None
     }
     subject_kind = SubjectKind(kind)
-    root = _workspace_root(ctx)
+    root = workspace_root(ctx)
     today = utcnow().date()
     received_on = received.date() if received is not None else today
     # Ahead of UTC it is already tomorrow somewhere; a later date is a typo.
@@ -215,13 +216,6 @@ def _explain(problem: Diagnostic) -> str:
     top = problem.field.split("[")[0]
     option = _OPTION_OF_FIELD.get(top)
     return f"{option}: {problem.message}" if option else f"{problem.field}: {problem.message}"
-
-
-def _workspace_root(ctx: click.Context) -> Path:
-    # Not `commands.workspace()`: that loads the whole workspace, and `new` must first hash
-    # with the settings' key; the whole workspace is then checked with the new file in it.
-    root = ctx.find_root().obj
-    return find_workspace(Path(root) if root else Path.cwd())
 
 
 def _parse_systems(value: str) -> list[str] | None:

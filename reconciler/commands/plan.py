@@ -1,4 +1,10 @@
-"""`dsr plan`: observe, diff, print the plan; optionally save it for `dsr apply PLANFILE`."""
+"""`dsr plan`: observe, diff, print the plan; optionally save it for `dsr apply PLANFILE`.
+
+A dry run: it reads the systems and the state store and writes to neither (a pull request's
+job may hold a role that can only read). Exit codes: 0 nothing to do, 1 an error, a refused
+plan or a blocked request, 2 (with `--detailed-exitcode`) changes apply would make. Waiting on
+a source's owner is reported, not counted as a change.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from reconciler.commands import identity_key, max_revocations_option, observe, w
 from reconciler.plan import planfile, planner
 from reconciler.render import plan as output
 from reconciler.workspace import utcnow
+
+EXIT_CHANGES = 2
 
 
 @click.command("plan")
@@ -24,12 +32,12 @@ from reconciler.workspace import utcnow
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also save the plan (JSON) to FILE, for `dsr apply FILE`.",
+    help="Also save the plan (JSON) to FILE, for review and `dsr apply FILE`.",
 )
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when there are no changes, 2 when there are, 1 on error.",
+    help="Exit 0 when there is nothing to do, 2 when apply would change something, 1 on error.",
 )
 @max_revocations_option
 @click.pass_context
@@ -40,11 +48,11 @@ def command(
     detailed_exitcode: bool,
     max_revocations: int | None,
 ) -> None:
-    """Show what apply would change, and why."""
+    """Show what apply would change, and why. Writes nothing."""
     ws = workspace(ctx)
-    key = identity_key(ws)
-    with ws.store() as store, ws.connectors() as connectors:
-        observed, seconds = observe(ws, connectors, store, key)
+    key = identity_key(ctx, ws)
+    with ws.store(readonly=True) as store, ws.connectors() as connectors:
+        observed, seconds = observe(ctx, ws, connectors, store, key, record=False)
     result = planner.plan(ws.desired, observed, now=utcnow(), max_revocations=max_revocations)
     unreadable = sum(1 for o in observed.systems.values() if o.error)
     head = output.header(result, len(observed.systems), seconds, unreadable)
@@ -61,4 +69,4 @@ def command(
     if not result.can_apply or result.blocked:
         ctx.exit(1)
     if detailed_exitcode and result.has_changes:
-        ctx.exit(2)
+        ctx.exit(EXIT_CHANGES)

@@ -1,22 +1,30 @@
-"""`dsr status`: every request with its state and deadline, and every system with its last
-observation and refresh. Reads the workspace and the state store only; it does not connect
-to any system."""
+"""`dsr status`: every request with its state and deadline, every system with its last
+observation and refresh, who holds the lock, and the last run. Reads the workspace and the
+state store only (never writes; never connects to a system). `--fail-on-overdue` makes a
+scheduled job fail while any request is past its due date."""
 
 from __future__ import annotations
 
 import click
 
-from reconciler.commands import workspace
-from reconciler.render.status import Snapshot, render_status
+from reconciler.commands import echo_json, format_option, log, workspace
+from reconciler.errors import DsrError
+from reconciler.render.status import Snapshot, render_status, request_statuses, status_json
 from reconciler.workspace import utcnow
 
 
 @click.command("status")
+@click.option(
+    "--fail-on-overdue",
+    is_flag=True,
+    help="Exit 1 when any request is past its due date (for a daily scheduled job).",
+)
+@format_option
 @click.pass_context
-def command(ctx: click.Context) -> None:
-    """Show requests (state, due date, days left) and systems (last observation, refresh)."""
+def command(ctx: click.Context, fail_on_overdue: bool, fmt: str) -> None:
+    """Show requests (state, due date, days left), systems, the lock and the last run."""
     ws = workspace(ctx)
-    with ws.store() as store:
+    with ws.store(readonly=True) as store:
         snap = Snapshot(
             observations=store.observations(),
             refreshes=store.last_refreshes(),
@@ -24,5 +32,22 @@ def command(ctx: click.Context) -> None:
             tombstones=store.tombstones(),
             exports=store.exports(),
             last_run=store.last_run(),
+            lock=store.lock_holder(),
         )
-    click.echo(render_status(ws.desired, snap, utcnow().date()), nl=False)
+    today = utcnow().date()
+    if fmt == "json":
+        echo_json(status_json(ws.desired, snap, today))
+    else:
+        click.echo(render_status(ws.desired, snap, today), nl=False)
+    if fail_on_overdue:
+        overdue = [s for s in request_statuses(ws.desired, snap, today) if s.overdue]
+        for s in overdue:
+            log(ctx).event(
+                "overdue",
+                f"{s.id} is overdue: due {s.due}, {s.state.value.replace('_', ' ')}",
+                request=s.id,
+            )
+        if overdue:
+            raise DsrError(
+                f"{len(overdue)} request{'s are' if len(overdue) != 1 else ' is'} overdue"
+            )

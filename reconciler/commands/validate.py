@@ -1,42 +1,81 @@
 """`dsr validate`: schemas and cross-references of the whole workspace, every problem at once;
 then, unless `--offline`, the data map against each reachable system's real schema (tables,
-columns, and masks that would break NOT NULL, UNIQUE or a column's length)."""
+columns, and masks that would break NOT NULL, UNIQUE or a column's length).
+
+A system whose URL names an environment variable that is not set here (a laptop, a pull
+request's job without secrets) is not checked against its database, and says so; a system
+that is set but cannot be reached is a problem."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import click
 
-from reconciler.commands import workspace
+from reconciler.commands import echo_json, format_option, log, workspace
 from reconciler.connectors import connect
 from reconciler.desired.files import SYSTEMS_FILE
 from reconciler.desired.yamlfile import read_document
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
 from reconciler.plan.constraints import check_masks
-from reconciler.workspace import Workspace, system_url
+from reconciler.workspace import ENV_PREFIX, Workspace, resolve_env, system_url
+
+
+@dataclass(slots=True)
+class DatabaseCheck:
+    checked: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # system -> why
 
 
 @click.command("validate")
 @click.option("--offline", is_flag=True, help="Only the files: do not connect to any system.")
+@format_option
 @click.pass_context
-def command(ctx: click.Context, offline: bool) -> None:
+def command(ctx: click.Context, offline: bool, fmt: str) -> None:
     """Check dsr.yaml and policies/ against their schemas, each other and the databases."""
-    ws = workspace(ctx)
+    try:
+        ws = workspace(ctx)
+        result = DatabaseCheck() if offline else check_against_databases(ws)
+    except ValidationFailed as exc:
+        if fmt == "json":
+            echo_json({"valid": False, "problems": [_diagnostic(d) for d in exc.diagnostics]})
+        raise
     d = ws.desired
-    checked = [] if offline else check_against_databases(ws)
     users = len(d.access.users) if d.access else 0
-    note = f"; {len(checked)} checked against their databases" if checked else ""
+    if fmt == "json":
+        echo_json(
+            {
+                "valid": True,
+                "workspace": str(ws.root),
+                "systems": len(d.systems),
+                "users": users,
+                "requests": len(d.requests),
+                "checked_against_databases": result.checked,
+                "not_checked": result.skipped,
+                "problems": [],
+            }
+        )
+        return
+    for name, why in result.skipped.items():
+        log(ctx).warning(f"{name}: not checked against its database: {why}")
+    note = f"; {len(result.checked)} checked against their databases" if result.checked else ""
     click.echo(
         f"{ws.root}: valid ({len(d.systems)} systems, {users} users, "
         f"{len(d.requests)} requests{note})"
     )
 
 
-def check_against_databases(ws: Workspace) -> list[str]:
+def check_against_databases(ws: Workspace) -> DatabaseCheck:
     """Reflects every system that maps tables; raises ValidationFailed with file:line."""
     problems: list[Diagnostic] = []
-    checked = []
+    result = DatabaseCheck()
     for name, system in sorted(ws.desired.systems.items()):
         if not (system.tables or system.user_data or system.permissions):
+            continue
+        where = f"{SYSTEMS_FILE}: systems.{name}.url"
+        if resolve_env(system.url, where) is None:
+            variable = system.url.removeprefix(ENV_PREFIX)
+            result.skipped[name] = f"{variable} is not set (set it, or pass --offline)"
             continue
         try:
             conn = connect(name, system_url(system, ws.root))
@@ -58,7 +97,7 @@ def check_against_databases(ws: Workspace) -> list[str]:
                 )
             )
             continue
-        checked.append(name)
+        result.checked.append(name)
         problems += check_masks(system, schema)
     if problems:
         doc, _ = read_document(ws.root, SYSTEMS_FILE)
@@ -69,4 +108,8 @@ def check_against_databases(ws: Workspace) -> list[str]:
             for p in problems
         ]
         raise ValidationFailed(located)
-    return checked
+    return result
+
+
+def _diagnostic(d: Diagnostic) -> dict[str, object]:
+    return {"file": d.file, "line": d.line, "field": d.field, "message": d.message}

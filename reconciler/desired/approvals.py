@@ -12,6 +12,8 @@ requester, who is compared case-insensitively after trimming (`requested_by` is 
 
 from __future__ import annotations
 
+import difflib
+
 from reconciler.desired.files import ACCESS_FILE
 from reconciler.desired.model import Access, Approval, Request
 
@@ -25,7 +27,7 @@ def approval_problems(request: Request, access: Access | None, approval: Approva
     if access is None:
         reasons.append(f"cannot hold the admin role: there is no {ACCESS_FILE}")
     elif user is None:
-        reasons.append(f"is not a user in {ACCESS_FILE}")
+        reasons.append(f"is not a user in {ACCESS_FILE}{_did_you_mean(approval.by, access)}")
     elif access.admin_role not in user.roles:
         reasons.append(f"does not hold the {access.admin_role} role")
     if same_person(approval.by, request.requested_by):
@@ -35,6 +37,15 @@ def approval_problems(request: Request, access: Access | None, approval: Approva
             f"approved on {approval.at}, before the request was received on {request.received}"
         )
     return reasons
+
+
+def _did_you_mean(name: str, access: Access) -> str:
+    """A user of access.yaml that `name` likely means: the same or a close name before the
+    `@` (`Erin`, `erin@contoso.exmaple`), never one that only shares the domain."""
+    local = name.partition("@")[0].casefold()
+    by_local = {u.partition("@")[0].casefold(): u for u in sorted(access.users, reverse=True)}
+    close = difflib.get_close_matches(local, list(by_local), n=1, cutoff=0.8)
+    return f" (did you mean '{by_local[close[0]]}'?)" if close else ""
 
 
 def counting_approval(request: Request, access: Access | None) -> Approval | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.desired import deadlines
 from reconciler.desired.diagnostics import hint
-from reconciler.desired.files import ACCESS_FILE, SETTINGS_FILE, SYSTEMS_FILE
+from reconciler.desired.files import SETTINGS_FILE, SYSTEMS_FILE
 from reconciler.desired.model import Extension, Settings
 from reconciler.desired.yamlfile import Document, JsonPath
 from reconciler.errors import Diagnostic, DsrError
@@ -159,10 +159,12 @@ def check_settings(doc: Document, root: Path) -> list[Diagnostic]:
 
 
 def check_request(
-    doc: Document, settings: Settings | None, systems: set[str] | None, users: set[str] | None
+    doc: Document, settings: Settings | None, systems: set[str] | None
 ) -> list[Diagnostic]:
     """A request that matched its schema, against its file name, the settings, the data map and
-    access.yaml (approvers; `users` None: access.yaml is invalid, so not checked).
+    Approvers are not checked against access.yaml here: a finished request is judged by the
+    facts of its time, and an approval by someone who is no longer a tenant admin simply does
+    not count (the plan says why; `desired.approvals`).
 
     Checks that need an invalid file (dsr.yaml or systems.yaml) are skipped; that file's own
     problems are reported instead.
@@ -205,18 +207,6 @@ def check_request(
                 )
             )
         first_seen.setdefault(identity["hash"], i)
-    for i, approval in enumerate(data.get("approvals", ())):
-        by = approval["by"]
-        if users is not None and by not in users:
-            # `erin` for `erin@contoso.example` is a likely slip that difflib does not see
-            named = [u for u in sorted(users) if u.partition("@")[0].casefold() == by.casefold()]
-            close = f"; did you mean '{named[0]}'?" if named else hint(by, sorted(users))
-            where = (
-                f"not a user in {ACCESS_FILE}{close}"
-                if users
-                else f"there is no {ACCESS_FILE} to name tenant admins"
-            )
-            problems.append(doc.problem(("approvals", i, "by"), f"unknown user '{by}' ({where})"))
     if "approvals" in data and data["type"] != "export":
         problems.append(
             doc.problem(

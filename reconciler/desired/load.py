@@ -77,15 +77,8 @@ def load_workspace(root: Path, *, pending: Mapping[str, str] | None = None) -> D
         problems += check_permissions(systems, access)
     built_settings = build_settings(settings.plain) if settings else None
     system_names = set(systems.plain["systems"]) if systems else None
-    # Approvers: the users of access.yaml; none when it is absent; unknown (no check) when it
-    # is invalid, whose own problems are reported instead.
-    users: set[str] | None = set()
-    if access:
-        users = set(access.plain["users"])
-    elif ACCESS_FILE in pending or (root / ACCESS_FILE).exists():
-        users = None
     for doc in requests:
-        problems += check_request(doc, built_settings, system_names, users)
+        problems += check_request(doc, built_settings, system_names)
     if problems or built_settings is None or settings is None or systems is None:
         raise ValidationFailed(list(dict.fromkeys(problems)))
     access_plain = access.plain if access else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from reconciler.connectors import Connector
 from reconciler.connectors.reflection import ForeignKeyInfo, SchemaInfo
@@ -37,9 +37,16 @@ from reconciler.privacy.identity import IdentityKey, hash_identity
 from reconciler.store import StateStore
 from reconciler.store.records import ExportRecord, RefreshRecord, Tombstone
 
+Progress = Callable[[ObservedSystem, float], None]  # a system observed, in so many seconds
+
 
 def observe_all(
-    desired: Desired, connectors: Mapping[str, Connector], store: StateStore, key: IdentityKey
+    desired: Desired,
+    connectors: Mapping[str, Connector],
+    store: StateStore,
+    key: IdentityKey,
+    *,
+    progress: Progress | None = None,
 ) -> Observed:
     """Every system, and dsr's own record of completed erasures, refreshes and exports."""
     return observe(
@@ -49,15 +56,8 @@ def observe_all(
         completed=store.tombstones(),
         refreshes=store.last_refreshes(),
         exports=store.exports(),
+        progress=progress,
     )
-
-
-def observe_timed(
-    desired: Desired, connectors: Mapping[str, Connector], store: StateStore, key: IdentityKey
-) -> tuple[Observed, float]:
-    started = time.monotonic()
-    observed = observe_all(desired, connectors, store, key)
-    return observed, time.monotonic() - started
 
 
 def observe(
@@ -68,12 +68,14 @@ def observe(
     completed: Mapping[str, Tombstone] | None = None,
     refreshes: Mapping[str, RefreshRecord] | None = None,
     exports: Mapping[str, ExportRecord] | None = None,
+    progress: Progress | None = None,
 ) -> Observed:
     completed = dict(completed or {})
     exports = dict(exports or {})
     subjects = pending_subjects(desired, completed, exports)
     systems: dict[str, ObservedSystem] = {}
     for name, system in sorted(desired.systems.items()):
+        started = time.monotonic()
         conn = connectors[name]
         perms = None
         error = None
@@ -88,6 +90,8 @@ def observe(
         systems[name] = ObservedSystem(
             name, permissions=perms, schema=schema, matches=matches, error=error or find_error
         )
+        if progress is not None:
+            progress(systems[name], time.monotonic() - started)
     return Observed(
         systems,
         completed=completed,

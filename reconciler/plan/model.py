@@ -114,8 +114,20 @@ class Plan:
     format_version: int = FORMAT_VERSION
 
     @property
+    def waiting(self) -> frozenset[str]:
+        """Ids of the changes that wait on a source's owner: each `await_source`, and every
+        change that depends on one. Apply reports them; they are not changes it makes."""
+        found: set[str] = set()
+        for c in self.changes:  # a change comes after every change it depends on
+            if c.action is Action.AWAIT_SOURCE or any(d in found for d in c.depends_on):
+                found.add(c.id)
+        return frozenset(found)
+
+    @property
     def has_changes(self) -> bool:
-        return bool(self.changes)
+        """Apply would change something now (waiting on someone else is not a change)."""
+        waiting = self.waiting
+        return any(c.id not in waiting for c in self.changes)
 
     @property
     def can_apply(self) -> bool:

@@ -58,16 +58,25 @@ def summary(plan: Plan) -> str:
         if plan.blocked
         else ""
     )
+    waiting = [v for v in plan.requests if v.state is RequestState.WAITING]
     if not plan.has_changes and plan.blocked:
         return "No changes can be made now." + blocked
+    if not plan.has_changes and waiting:
+        ids = ", ".join(v.id for v in waiting)
+        return (
+            f"No changes dsr can make now: {_n(len(waiting), 'request')} waiting on a source "
+            f"owner ({ids})." + rechecked
+        )
     if not plan.has_changes:
         return "No changes. The actual state matches the desired state." + rechecked
+    held_back = plan.waiting
+    actionable = [c for c in plan.changes if c.id not in held_back]
     rows = Counter[Action]()
-    for c in plan.changes:
+    for c in actionable:
         rows[c.action] += c.rows
-    kinds = Counter(c.action for c in plan.changes)
+    kinds = Counter(c.action for c in actionable)
     parts = []
-    erasing = {c.request for c in plan.changes if c.action is Action.COMPLETE}
+    erasing = {c.request for c in actionable if c.action is Action.COMPLETE}
     if erasing:
         counts = [
             text
@@ -88,8 +97,7 @@ def summary(plan: Plan) -> str:
     role_changes = sum(kinds[a] for a in PERMISSION_ACTIONS)
     if role_changes:
         parts.append(_n(role_changes, "role change"))
-    text = "Plan: " + ", ".join(parts)
-    waiting = [v for v in plan.requests if v.state is RequestState.WAITING]
+    text = "Plan: " + ", ".join(parts or [_n(len(actionable), "change")])
     if waiting:
         text += f"; {_n(len(waiting), 'request')} waiting on a source"
     return text + "." + blocked + rechecked

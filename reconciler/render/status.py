@@ -1,17 +1,19 @@
-"""`dsr status` for people: every request with its state and deadline, every system with its
-last observation and refresh, and the last run. Pure: it renders a `Snapshot` read from the
-state store by the command."""
+"""`dsr status`: every request with its state and deadline, every system with its last
+observation and refresh, the lock and the last run. Pure: it judges and renders a `Snapshot`
+read from the state store by the command, as text for people or as JSON for programs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from reconciler.desired.approvals import approval_status
 from reconciler.desired.deadlines import days_left
 from reconciler.desired.model import Desired, RequestType
 from reconciler.store import (
     ExportRecord,
+    LockInfo,
     Observation,
     RefreshRecord,
     RequestRecord,
@@ -31,23 +33,81 @@ class Snapshot:
     tombstones: dict[str, Tombstone]
     exports: dict[str, ExportRecord]
     last_run: RunInfo | None
+    lock: LockInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStatus:
+    """One request as status shows it."""
+
+    id: str
+    type: RequestType
+    state: RequestState
+    due: date | None  # None: a tombstone whose request file is gone
+    days_left: int | None
+    detail: str | None
+
+    @property
+    def overdue(self) -> bool:
+        return self.days_left is not None and self.days_left < 0 and not self.state.finished
 
 
 def when(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC"
 
 
+def request_statuses(desired: Desired, snap: Snapshot, today: date) -> list[RequestStatus]:
+    ids = sorted(set(desired.requests) | set(snap.tombstones))
+    return [_request_status(desired, snap, rid, today) for rid in ids]
+
+
+def _request_status(desired: Desired, snap: Snapshot, rid: str, today: date) -> RequestStatus:
+    req = desired.requests.get(rid)
+    recorded = snap.states.get(rid)
+    detail: str | None
+    if req is not None and req.legal_hold:
+        state, detail = RequestState.HELD, req.legal_hold
+    elif req is not None and req.cancelled and rid not in snap.tombstones:
+        state, detail = RequestState.CANCELLED, req.cancelled
+    elif recorded is not None:
+        state, detail = recorded.state, recorded.detail
+    elif rid in snap.tombstones:
+        state, detail = RequestState.COMPLETED, None
+    else:
+        state, detail = RequestState.PENDING, "not applied yet"
+    if rid in snap.tombstones and state is RequestState.COMPLETED:
+        detail = f"completed {when(snap.tombstones[rid].completed_at)}"
+    built = snap.exports.get(rid)
+    if built is not None and built.expired_at is not None:
+        state, detail = RequestState.EXPIRED, f"package deleted {when(built.expired_at)}"
+    elif built is not None:
+        state, detail = RequestState.READY, f"{built.path} (expires {when(built.expires_at)})"
+    elif req is not None and req.type is RequestType.EXPORT and not req.cancelled:
+        approved, why = approval_status(req, desired.access)
+        if not approved:
+            state, detail = RequestState.AWAITING_APPROVAL, why
+    return RequestStatus(
+        id=rid,
+        type=req.type if req is not None else RequestType.ERASURE,
+        state=state,
+        due=req.due if req is not None else None,
+        days_left=days_left(req.due, today) if req is not None else None,
+        detail=detail,
+    )
+
+
 def render_status(desired: Desired, snap: Snapshot, today: date) -> str:
     lines = [f"workspace {desired.settings.workspace}", "", "Requests"]
-    ids = sorted(set(desired.requests) | set(snap.tombstones))
-    if not ids:
+    statuses = request_statuses(desired, snap, today)
+    if not statuses:
         lines.append("  none")
-    lines += [_request_line(desired, snap, rid, today) for rid in ids]
+    lines += [_request_line(s) for s in statuses]
     lines += ["", "Systems"]
     width = max((len(n) for n in desired.systems), default=0)
     for name, system in sorted(desired.systems.items()):
         lines.append(f"  {name:<{width}}  {system.role.value:<10}  {_system_state(snap, name)}")
     lines.append("")
+    lines.append(f"Lock: {snap.lock.describe() if snap.lock else 'free'}")
     last = snap.last_run
     if last is None:
         lines.append("Last run: none")
@@ -59,44 +119,20 @@ def render_status(desired: Desired, snap: Snapshot, today: date) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _request_line(desired: Desired, snap: Snapshot, rid: str, today: date) -> str:
-    req = desired.requests.get(rid)
-    st = snap.states.get(rid)
-    detail: str | None
-    state: str
-    if req is not None and req.legal_hold:
-        state, detail = RequestState.HELD, req.legal_hold
-    elif req is not None and req.cancelled and rid not in snap.tombstones:
-        state, detail = RequestState.CANCELLED, req.cancelled
-    elif st is not None:
-        state, detail = st.state, st.detail
-    elif rid in snap.tombstones:
-        state, detail = RequestState.COMPLETED, None
-    else:
-        state, detail = RequestState.PENDING, "not applied yet"
-    if req is None:
+def _request_line(s: RequestStatus) -> str:
+    state = s.state.value.replace("_", " ")
+    if s.due is None:
         due = "request file removed; tombstone keeps the erasure in force"
-        kind = RequestType.ERASURE.value
+    elif s.overdue:
+        assert s.days_left is not None
+        state = f"overdue, {state}"
+        due = f"due {s.due} (OVERDUE by {-s.days_left} days)"
+    elif s.days_left is not None and s.days_left >= 0:
+        due = f"due {s.due} ({s.days_left} days left)"
     else:
-        kind = req.type.value
-        left = days_left(req.due, today)
-        due = f"due {req.due} ({left} days left)" if left >= 0 else f"due {req.due}"
-        if left < 0 and not RequestState(state).finished:
-            state = f"overdue, {state}"
-            due = f"due {req.due} (OVERDUE by {-left} days)"
-    if rid in snap.tombstones and state.endswith(RequestState.COMPLETED):
-        detail = f"completed {when(snap.tombstones[rid].completed_at)}"
-    built = snap.exports.get(rid)
-    if built is not None and built.expired_at is not None:
-        state, detail = RequestState.EXPIRED, f"package deleted {when(built.expired_at)}"
-    elif built is not None:
-        state, detail = RequestState.READY, f"{built.path} (expires {when(built.expires_at)})"
-    elif req is not None and req.type is RequestType.EXPORT and not req.cancelled:
-        approved, why = approval_status(req, desired.access)
-        if not approved:
-            state, detail = "awaiting approval", why
-    line = f"  {rid:<22} {kind:<8} {state:<18} {due}"
-    return line + (f"  {detail}" if detail else "")
+        due = f"due {s.due}"
+    line = f"  {s.id:<22} {s.type.value:<8} {state:<18} {due}"
+    return line + (f"  {s.detail}" if s.detail else "")
 
 
 def _system_state(snap: Snapshot, name: str) -> str:
@@ -113,3 +149,59 @@ def _system_state(snap: Snapshot, name: str) -> str:
         if r.message:
             state += f" ({r.message})"
     return state
+
+
+def status_json(desired: Desired, snap: Snapshot, today: date) -> dict[str, Any]:
+    """The same facts for programs: ids, states, dates and counts only."""
+    return {
+        "workspace": desired.settings.workspace,
+        "requests": [
+            {
+                "id": s.id,
+                "type": s.type.value,
+                "state": s.state.value,
+                "due": s.due.isoformat() if s.due else None,
+                "days_left": s.days_left,
+                "overdue": s.overdue,
+                "detail": s.detail,
+            }
+            for s in request_statuses(desired, snap, today)
+        ],
+        "systems": [
+            {
+                "name": name,
+                "role": system.role.value,
+                "observed_at": _iso(snap.observations[name].at)
+                if name in snap.observations
+                else None,
+                "error": snap.observations[name].error if name in snap.observations else None,
+                "last_refresh": {
+                    "at": _iso(snap.refreshes[name].at),
+                    "status": snap.refreshes[name].status.value,
+                    "message": snap.refreshes[name].message,
+                }
+                if name in snap.refreshes
+                else None,
+            }
+            for name, system in sorted(desired.systems.items())
+        ],
+        "lock": {
+            "holder": snap.lock.holder,
+            "pid": snap.lock.pid,
+            "host": snap.lock.host,
+            "since": _iso(snap.lock.acquired_at),
+        }
+        if snap.lock
+        else None,
+        "last_run": {
+            "run_id": snap.last_run.run_id,
+            "started_at": _iso(snap.last_run.started_at),
+            "outcome": snap.last_run.outcome,
+        }
+        if snap.last_run
+        else None,
+    }
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")

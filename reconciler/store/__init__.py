@@ -49,14 +49,15 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> StateStore:
+def open_store(url: str, *, readonly: bool = False) -> StateStore:
     """Open (creating tables if missing) the store at a SQLAlchemy URL.
 
     For example `sqlite:////abs/path/state/dsr.db` (the parent directory is created) or
     `postgresql+psycopg://user@host/db`. Raises `DsrError` if the URL is invalid or the
-    database cannot be reached.
+    database cannot be reached. `readonly` never writes (a plan on a pull request may run
+    with a role that can only read): a store that does not exist yet reads as empty.
     """
     # Imported here so that importing the contract does not import SQLAlchemy.
     from reconciler.store.sql import SqlStateStore
 
-    return SqlStateStore.open(url)
+    return SqlStateStore.open(url, readonly=readonly)

@@ -46,9 +46,17 @@ class StateStore(Protocol):
         """Hold the one-writer lock for the `with` block; released on exit, even on errors.
 
         Waits up to `timeout` seconds, calling `on_wait(current_holder)` once when it starts
-        waiting, then raises `LockTimeout` naming the holder. A lock left by a dead process on
-        this host is taken over (`LockInfo.took_over_stale`).
+        waiting, then raises `LockTimeout` naming the holder. The lock dies with its holder;
+        the record a dead holder left is taken over (`LockInfo.took_over_stale`).
         """
+        ...
+
+    def lock_holder(self) -> LockInfo | None:
+        """Who holds the lock right now, or None when it is free."""
+        ...
+
+    def force_unlock(self) -> str:
+        """Release the lock of a stuck or dead holder; says what was released."""
         ...
 
     # --- runs and the journal ---

@@ -13,13 +13,9 @@ Datetimes are stored as fixed-width ISO 8601 UTC strings, so they sort as text.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import os
 import re
 import secrets
-import socket
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +28,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from reconciler.connectors.engine import create_engine
 from reconciler.desired.model import SubjectKind
-from reconciler.errors import DsrError, LockTimeout
+from reconciler.errors import DsrError
 from reconciler.store.chain import StoredRecord, audit_hash, chain_problems
+from reconciler.store.locks import StoreLock
 from reconciler.store.records import (
     IDENTITY_HASH_PATTERN,
     AuditEvent,
@@ -53,6 +50,7 @@ from reconciler.store.records import (
 )
 from reconciler.store.tables import (
     HEAD_ID,
+    SCHEMA_VERSION,
     audit_head_table,
     audit_table,
     canonical_json,
@@ -60,7 +58,7 @@ from reconciler.store.tables import (
     exports_table,
     format_time,
     journal_table,
-    lock_table,
+    meta_table,
     observations_table,
     parse_time,
     refreshes_table,
@@ -69,24 +67,9 @@ from reconciler.store.tables import (
     tombstones_table,
 )
 
-LOCK_NAME = "state"  # one lock for the whole store: one writer at a time
-LOCK_POLL_SECONDS = 0.2
-
 _IDENTITY_HASH = re.compile(IDENTITY_HASH_PATTERN)
 # Set on a Connection to choose how the SQLite begin hook starts its transaction.
 _BEGIN_OPTION = "dsr_sqlite_begin"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (signal 0 checks, sends nothing)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        # EPERM: it exists but belongs to someone else.
-        return exc.errno == errno.EPERM
-    return True
 
 
 def _masked(url: URL) -> str:
@@ -99,29 +82,42 @@ class SqlStateStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        self._host = socket.gethostname()
+        self._lock = StoreLock(engine, self._write)
 
     # --- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str) -> SqlStateStore:
+    def open(cls, url: str, *, readonly: bool = False) -> SqlStateStore:
+        """The store at `url`, its tables created or moved to this version; `readonly`: as it
+        is, never written (a dry run's plan), and an empty store when there is none yet."""
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
             raise DsrError(f"state store: not a valid SQLAlchemy URL: {exc}") from None
-        if parsed.get_backend_name() == "sqlite":
-            database = parsed.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        database = parsed.database or ""
+        on_disk = sqlite and database not in ("", ":memory:") and not database.startswith("file:")
+        if readonly and on_disk and not Path(database).is_file():
+            return cls.open("sqlite://")  # nothing applied yet: an empty store, in memory
+        if on_disk:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args: dict[str, Any] = {}
+        if readonly and parsed.get_backend_name() == "postgresql":
+            # The server refuses every write, whatever the role may do.
+            connect_args["options"] = "-c default_transaction_read_only=on"
         try:
-            engine = create_engine(parsed)
+            engine = create_engine(parsed, connect_args=connect_args)
         except (ArgumentError, ImportError) as exc:
             raise DsrError(f"state store {_masked(parsed)}: {exc}") from None
         if engine.dialect.name == "sqlite":
             _share_sqlite_file(engine)
         store = cls(engine)
         try:
-            store._create_schema()
+            if not readonly:
+                store._create_schema()
+            elif not store._check_schema():
+                engine.dispose()
+                return cls.open("sqlite://")
         except DBAPIError as exc:
             engine.dispose()
             raise DsrError(f"cannot open the state store {_masked(parsed)}: {exc.orig}") from None
@@ -129,6 +125,22 @@ class SqlStateStore:
             engine.dispose()
             raise
         return store
+
+    def _check_schema(self) -> bool:
+        """For a read-only store: False when it has no tables yet; refuses a version other
+        than this dsr's (an older one is moved by the next apply)."""
+        with self._read() as conn:
+            if not sa.inspect(conn).has_table(meta_table.name):
+                return False
+            version = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).scalar_one_or_none()
+        if version != str(SCHEMA_VERSION):
+            raise DsrError(
+                f"the state store has schema version {version}; this dsr reads version "
+                f"{SCHEMA_VERSION} (an older store is moved to it by the next dsr apply)"
+            )
+        return True
 
     def _create_schema(self) -> None:
         for attempt in range(2):
@@ -153,6 +165,16 @@ class SqlStateStore:
             yield conn
 
     @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A read transaction that sees one snapshot throughout (SQLite's read transactions
+        always do; PostgreSQL's need REPEATABLE READ)."""
+        with self._engine.connect() as conn:
+            if not self._sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         """A transaction that holds SQLite's write lock from its first statement.
 
@@ -168,89 +190,20 @@ class SqlStateStore:
 
     # --- the one-writer lock -------------------------------------------------------------
 
-    @contextlib.contextmanager
     def lock(
         self,
         holder: str,
         *,
         timeout: float,
         on_wait: Callable[[LockInfo], None] | None = None,
-    ) -> Iterator[LockInfo]:
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + max(timeout, 0.0)
-        waited = False
-        while True:
-            mine, current = self._try_lock(holder, token)
-            if mine is not None:
-                break
-            if current is None:
-                # The lock was released or changed hands under us: look again almost at once.
-                time.sleep(0.01)
-                continue
-            if time.monotonic() >= deadline:
-                raise LockTimeout(f"state is locked by {current.describe()}; waited {timeout:g}s")
-            if not waited and on_wait is not None:
-                on_wait(current)
-            waited = True
-            time.sleep(max(0.0, min(LOCK_POLL_SECONDS, deadline - time.monotonic())))
-        try:
-            yield mine
-        finally:
-            with self._write() as conn:
-                conn.execute(
-                    sa.delete(lock_table).where(
-                        lock_table.c.name == LOCK_NAME, lock_table.c.token == token
-                    )
-                )
+    ) -> contextlib.AbstractContextManager[LockInfo]:
+        return self._lock.hold(holder, timeout=timeout, on_wait=on_wait)
 
-    def _try_lock(self, holder: str, token: str) -> tuple[LockInfo | None, LockInfo | None]:
-        """One attempt: (our LockInfo, None) if taken, (None, holder) if held by someone else,
-        (None, None) if we lost a race and should look again."""
-        now = datetime.now(UTC)
-        mine = LockInfo(holder=holder, pid=os.getpid(), host=self._host, acquired_at=now)
-        values = {
-            "holder": holder,
-            "pid": mine.pid,
-            "host": self._host,
-            "acquired_at": format_time(now),
-            "token": token,
-        }
-        try:
-            with self._write() as conn:
-                row = conn.execute(
-                    sa.select(lock_table).where(lock_table.c.name == LOCK_NAME).with_for_update()
-                ).first()
-                if row is None:
-                    conn.execute(sa.insert(lock_table).values(name=LOCK_NAME, **values))
-                    return mine, None
-                current = LockInfo(
-                    holder=row.holder,
-                    pid=int(row.pid),
-                    host=row.host,
-                    acquired_at=parse_time(row.acquired_at),
-                )
-                if current.host != self._host or pid_alive(current.pid):
-                    return None, current
-                # Compare-and-swap on the token: only the attempt that saw this stale row wins.
-                taken = conn.execute(
-                    sa.update(lock_table)
-                    .where(lock_table.c.name == LOCK_NAME, lock_table.c.token == row.token)
-                    .values(**values)
-                )
-                if taken.rowcount != 1:
-                    return None, None
-                return LockInfo(
-                    holder=holder,
-                    pid=mine.pid,
-                    host=self._host,
-                    acquired_at=now,
-                    took_over_stale=True,
-                    replaced=current,
-                ), None
-        except IntegrityError:
-            # Another process inserted the lock row between our SELECT and INSERT (a missing
-            # row cannot be locked FOR UPDATE).
-            return None, None
+    def lock_holder(self) -> LockInfo | None:
+        return self._lock.held()
+
+    def force_unlock(self) -> str:
+        return self._lock.force_release()
 
     # --- runs and the journal ------------------------------------------------------------
 
@@ -407,13 +360,13 @@ class SqlStateStore:
         ]
 
     def verify_audit(self) -> list[str]:
-        with self._read() as conn:
-            # Reading the head FOR SHARE (a no-op on SQLite, whose read transaction is already
-            # a snapshot) holds appenders back, so the records read next match this head.
+        with self._snapshot() as conn:
+            # One snapshot for the head and the records, so they match even while another
+            # run appends; no row lock, so a read-only role (and transaction) may verify.
             head = conn.execute(
-                sa.select(audit_head_table.c.seq, audit_head_table.c.hash)
-                .where(audit_head_table.c.id == HEAD_ID)
-                .with_for_update(read=True)
+                sa.select(audit_head_table.c.seq, audit_head_table.c.hash).where(
+                    audit_head_table.c.id == HEAD_ID
+                )
             ).first()
             rows = conn.execute(sa.select(audit_table).order_by(audit_table.c.seq)).all()
         records = [
