@@ -120,7 +120,9 @@ class Workspace:
     @contextlib.contextmanager
     def store(self, *, readonly: bool = False) -> Iterator[StateStore]:
         """The state store; `readonly` for commands that must not write to it (plan)."""
-        store = open_store(self.store_url(), readonly=readonly)
+        store = open_store(
+            self.store_url(), readonly=readonly, timeouts=self.desired.settings.timeouts
+        )
         try:
             yield store
         finally:
@@ -131,7 +133,7 @@ class Workspace:
         opened: dict[str, Connector] = {}
         try:
             for name, system in self.desired.systems.items():
-                opened[name] = connect(name, system_url(system, self.root))
+                opened[name] = connect(name, system_url(system, self.root), system.timeouts)
             yield opened
         finally:
             for c in opened.values():

@@ -78,7 +78,7 @@ def check_against_databases(ws: Workspace) -> DatabaseCheck:
             result.skipped[name] = f"{variable} is not set (set it, or pass --offline)"
             continue
         try:
-            conn = connect(name, system_url(system, ws.root))
+            conn = connect(name, system_url(system, ws.root), system.timeouts)
             try:
                 names = {*system.tables, *system.user_data}
                 if system.permissions:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from reconciler.connectors.reflection import SchemaInfo
-from reconciler.desired.model import PermissionsMap
+from reconciler.desired.model import DEFAULT_TIMEOUTS, PermissionsMap, Timeouts
 
 
 class Connector(Protocol):
@@ -57,8 +57,8 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
-def connect(system: str, url: str) -> Connector:
+def connect(system: str, url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Connector:
     """A connector to `system` at the SQLAlchemy `url` (resolved by `workspace.system_url`)."""
     from reconciler.connectors.sql import SqlConnector
 
-    return SqlConnector(system, url)
+    return SqlConnector(system, url, timeouts)

@@ -14,18 +14,19 @@ from __future__ import annotations
 import datetime
 import decimal
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Inspector, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, Inspector, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
-from reconciler.connectors.engine import create_engine, is_transient, retrying
+from reconciler.connectors.engine import create_engine, describe_failure, is_transient, retrying
 from reconciler.connectors.reflection import ColumnInfo, ForeignKeyInfo, SchemaInfo
-from reconciler.desired.model import PermissionsMap
+from reconciler.desired.model import DEFAULT_TIMEOUTS, PermissionsMap, Timeouts
 from reconciler.errors import ConnectorError
 from reconciler.privacy.withhold import withhold_values
 
@@ -39,9 +40,10 @@ def table_ref(name: str, *columns: str) -> sa.TableClause:
 
 
 class SqlConnector:
-    def __init__(self, system: str, url: str) -> None:
+    def __init__(self, system: str, url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self.system = system
         self._url = url
+        self._timeouts = timeouts
         self._engine: Engine | None = None
 
     @property
@@ -52,7 +54,7 @@ class SqlConnector:
             # SQLite would create an empty database and report its tables missing.
             if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
                 raise ConnectorError(self.system, f"database file {file} does not exist")
-            self._engine = create_engine(self._url, pool_pre_ping=True)
+            self._engine = create_engine(self._url, timeouts=self._timeouts, pool_pre_ping=True)
         return self._engine
 
     def close(self) -> None:
@@ -61,13 +63,15 @@ class SqlConnector:
             self._engine = None
 
     def _run(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
-        """Runs `fn`, retrying transient failures with backoff (`engine.retrying`); wraps
-        errors. `fn` must be safe to run again after a failure: one whole transaction, or a
-        read."""
+        """Runs `fn`, retrying transient failures with backoff (`engine.retrying`, never past
+        the connect timeout); wraps errors. `fn` must be safe to run again after a failure:
+        one whole transaction, or a read."""
+        started = time.monotonic()
         try:
-            return retrying(fn)
+            return retrying(fn, within=self._timeouts.connect)
         except (DBAPIError, SQLAlchemyError) as exc:
-            raise self._error(what, exc, transient=is_transient(exc)) from None
+            elapsed = time.monotonic() - started
+            raise self._error(what, exc, transient=is_transient(exc), elapsed=elapsed) from None
 
     def _once(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
         """Runs `fn` once, wrapping errors: for steps that must not be repeated (the next
@@ -78,11 +82,17 @@ class SqlConnector:
             raise self._error(what, exc, transient=is_transient(exc)) from None
 
     def _error(
-        self, what: str | Callable[[], str], exc: BaseException, *, transient: bool = False
+        self,
+        what: str | Callable[[], str],
+        exc: BaseException,
+        *,
+        transient: bool = False,
+        elapsed: float = 0.0,
     ) -> ConnectorError:
         """`what` failed; a callable `what` is asked only now, so it can say how far it got."""
         doing = what if isinstance(what, str) else what()
-        reason = _connection_problem(exc, make_url(self._url)) or _first_line(exc)
+        url = make_url(self._url)
+        reason = describe_failure(exc, url, self._timeouts, elapsed) or _first_line(exc)
         return ConnectorError(self.system, f"{doing}: {reason}", transient=transient)
 
     # --- permissions -------------------------------------------------------------------
@@ -420,25 +430,6 @@ _VALUES_IN_MESSAGES = (
     (re.compile(r"Duplicate entry '.*' for key"), "Duplicate entry (value withheld) for key"),
     (re.compile(r"value: '.*?' for column"), "value (withheld) for column"),
 )
-
-
-def _connection_problem(exc: BaseException, url: URL) -> str | None:
-    """A fixed message for the usual ways of not getting in, naming the server, database and
-    user from the URL (never the password): the driver's own text is withheld elsewhere."""
-    orig = getattr(exc, "orig", None)
-    errno = (
-        orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], int) else None
-    )
-    state = getattr(orig, "sqlstate", None)
-    text = str(orig if orig is not None else exc).lower()
-    where = f"{url.get_backend_name()} at {url.host or 'localhost'}:{url.port or 'default port'}"
-    if errno == 1045 or state in ("28P01", "28000") or "authentication failed" in text:
-        return f"cannot connect to {where} as user {url.username}: authentication failed"
-    if errno == 1049 or state == "3D000" or ('database "' in text and "does not exist" in text):
-        return f"database {url.database} does not exist on {where}"
-    if errno == 2003 or "connection refused" in text or "could not connect" in text:
-        return f"cannot connect to {where}: connection refused or unreachable"
-    return None
 
 
 def _first_line(exc: BaseException) -> str:

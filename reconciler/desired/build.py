@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.desired import deadlines
 from reconciler.desired.model import (
+    DEFAULT_TIMEOUTS,
     Access,
     Approval,
     DesiredUser,
@@ -29,6 +30,7 @@ from reconciler.desired.model import (
     SystemRole,
     Table,
     TableKind,
+    Timeouts,
 )
 from reconciler.desired.yamlfile import Document
 from reconciler.privacy.withhold import Sensitive
@@ -57,10 +59,18 @@ def build_settings(data: dict[str, Any]) -> Settings:
             given[name] = int(given[name])  # JSON Schema's integer admits 30.0
     if "development_key" in given:
         given["development_key"] = Sensitive(given["development_key"])
-    return Settings(workspace=data["workspace"], **given)
+    return Settings(workspace=data["workspace"], timeouts=_timeouts(Timeouts(), data), **given)
 
 
-def build_systems(data: dict[str, Any]) -> dict[str, System]:
+def _timeouts(base: Timeouts, data: dict[str, Any]) -> Timeouts:
+    given = data.get("timeouts", {})
+    connect, statement = given.get("connect"), given.get("statement")
+    return base.overridden(
+        None if connect is None else int(connect), None if statement is None else int(statement)
+    )
+
+
+def build_systems(data: dict[str, Any], defaults: Timeouts = DEFAULT_TIMEOUTS) -> dict[str, System]:
     return {
         name: System(
             name=name,
@@ -82,6 +92,7 @@ def build_systems(data: dict[str, Any]) -> dict[str, System]:
                 )
                 for t, table in spec.get("user_data", {}).items()
             },
+            timeouts=_timeouts(defaults, spec),
         )
         for name, spec in data.items()
     }

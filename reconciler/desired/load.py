@@ -89,7 +89,7 @@ def load_workspace(root: Path, *, pending: Mapping[str, str] | None = None) -> D
     files_digested.update((doc.file, doc.plain) for doc in requests)
     return Desired(
         settings=built_settings,
-        systems=build_systems(systems.plain["systems"]),
+        systems=build_systems(systems.plain["systems"], built_settings.timeouts),
         access=build_access(access_plain) if access_plain is not None else None,
         digest=digest_of(files_digested),
         requests={

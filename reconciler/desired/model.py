@@ -77,6 +77,23 @@ class Table:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds dsr waits for a database: to connect, and for any one statement."""
+
+    connect: int = 10
+    statement: int = 600
+
+    def overridden(self, connect: int | None, statement: int | None) -> Timeouts:
+        return Timeouts(
+            self.connect if connect is None else connect,
+            self.statement if statement is None else statement,
+        )
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+@dataclass(frozen=True, slots=True)
 class System:
     name: str
     role: SystemRole
@@ -89,6 +106,7 @@ class System:
     # Data the platform creates about its own users, matched by the user's e-mail in the
     # table's identity column (`identities == {"email": <user column>}`).
     user_data: dict[str, Table] = field(default_factory=dict)
+    timeouts: Timeouts = DEFAULT_TIMEOUTS  # dsr.yaml's, with the system's own overrides
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +137,7 @@ class Settings:
     outbox: str = "state/outbox"
     expire_after_days: int = 30
     max_revocations: int = 25
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
 
 class RequestType(StrEnum):

@@ -9,6 +9,7 @@ expected failures are `DsrError`s (`LockTimeout` for the lock).
 
 from __future__ import annotations
 
+from reconciler.desired.model import DEFAULT_TIMEOUTS, Timeouts
 from reconciler.store.protocol import StateStore
 from reconciler.store.records import (
     GENESIS_HASH,
@@ -49,7 +50,9 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, readonly: bool = False) -> StateStore:
+def open_store(
+    url: str, *, readonly: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS
+) -> StateStore:
     """Open (creating tables if missing) the store at a SQLAlchemy URL.
 
     For example `sqlite:////abs/path/state/dsr.db` (the parent directory is created) or
@@ -60,4 +63,4 @@ def open_store(url: str, *, readonly: bool = False) -> StateStore:
     # Imported here so that importing the contract does not import SQLAlchemy.
     from reconciler.store.sql import SqlStateStore
 
-    return SqlStateStore.open(url, readonly=readonly)
+    return SqlStateStore.open(url, readonly=readonly, timeouts=timeouts)

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from reconciler.connectors.engine import create_engine
-from reconciler.desired.model import SubjectKind
+from reconciler.desired.model import DEFAULT_TIMEOUTS, SubjectKind, Timeouts
 from reconciler.errors import DsrError
 from reconciler.store.chain import StoredRecord, audit_hash, chain_problems
 from reconciler.store.locks import StoreLock
@@ -87,7 +87,9 @@ class SqlStateStore:
     # --- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, readonly: bool = False) -> SqlStateStore:
+    def open(
+        cls, url: str, *, readonly: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> SqlStateStore:
         """The store at `url`, its tables created or moved to this version; `readonly`: as it
         is, never written (a dry run's plan), and an empty store when there is none yet."""
         try:
@@ -101,12 +103,10 @@ class SqlStateStore:
             return cls.open("sqlite://")  # nothing applied yet: an empty store, in memory
         if on_disk:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args: dict[str, Any] = {}
-        if readonly and parsed.get_backend_name() == "postgresql":
-            # The server refuses every write, whatever the role may do.
-            connect_args["options"] = "-c default_transaction_read_only=on"
+        # Read-only: the server refuses every write, whatever the role may do.
+        pg_options = ["default_transaction_read_only=on"] if readonly else []
         try:
-            engine = create_engine(parsed, connect_args=connect_args)
+            engine = create_engine(parsed, timeouts=timeouts, pg_options=pg_options)
         except (ArgumentError, ImportError) as exc:
             raise DsrError(f"state store {_masked(parsed)}: {exc}") from None
         if engine.dialect.name == "sqlite":
