@@ -75,6 +75,8 @@ def case_dirs(kinds: tuple[str, ...] = GOLDEN_KINDS) -> list[Path]:
 
 def load_case(path: Path) -> Case:
     data = yaml.safe_load((path / "case.yaml").read_text())
+    unknown = set(data) - {"description", "now", "files"}
+    assert not unknown, f"{path}/case.yaml: unknown keys {sorted(unknown)}"
     now = data["now"]
     if not isinstance(now, datetime):
         now = datetime.fromisoformat(now)
@@ -148,6 +150,8 @@ def _match(data: dict[str, Any]) -> Match:
 
 
 def _system(name: str, data: dict[str, Any]) -> ObservedSystem:
+    unknown = set(data) - {"matches", "schema", "error", "permissions"}
+    assert not unknown, f"observed system {name}: unknown keys {sorted(unknown)}"
     matches = {}
     for where, found in data.get("matches", {}).items():
         request, _, table = where.partition("/")
@@ -171,6 +175,8 @@ def observed_from(data: dict[str, Any]) -> Observed:
     fields; `refreshes`: system -> RefreshRecord fields; `exports`: request -> ExportRecord
     fields; `users_in_access`: [request]. Times are ISO 8601 with an offset.
     """
+    unknown = set(data) - {"systems", "completed", "refreshes", "exports", "users_in_access"}
+    assert not unknown, f"observed: unknown keys {sorted(unknown)}"
     completed = {
         rid: Tombstone(
             request_id=rid,
@@ -229,3 +235,8 @@ def stable_dict(p: Plan) -> dict[str, Any]:
 
 def dump(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def plan_texts(files: dict[str, str], observed: dict[str, Any], now: datetime, root: Path) -> Plan:
+    """A plan from policy texts and an observed.json-shaped dict, for cases written inline."""
+    return plan(desired_from(files, root), observed_from(observed), now=now)
