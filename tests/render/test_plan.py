@@ -80,7 +80,10 @@ def test_a_waiting_overdue_request_shows_counts_at_the_source_and_why() -> None:
         "shop  carts 2 rows, customers 1 row  await  shop is not writable by dsr: "
         "its owner must delete it",
     ]
-    assert lines(text)[-1] == "Plan: 1 erasure (verify and record); 1 request waiting on a source."
+    # Waiting on a source's owner is not a change apply would make (GitOps issue 8).
+    assert lines(text)[-1] == (
+        "No changes dsr can make now: 1 request waiting on a source owner (DSR-2)."
+    )
 
 
 def test_a_shared_refresh_is_shown_in_every_request_that_needs_it() -> None:
