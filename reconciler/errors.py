@@ -43,6 +43,7 @@ class ConnectorError(DsrError):
 
     def __init__(self, system: str, message: str, *, transient: bool = False) -> None:
         self.system = system
+        self.detail = message  # without the system's name, for messages that already say it
         self.transient = transient
         super().__init__(f"{system}: {message}")
 

@@ -83,7 +83,7 @@ def observe(
             try:
                 perms = conn.read_permissions(system.permissions)
             except ConnectorError as exc:
-                error = str(exc)
+                error = exc.detail
         schema, matches, find_error = _find_subjects(system, conn, subjects, key)
         if system.permissions is None and schema is None and not find_error:
             continue  # nothing of this system is reconciled now
@@ -123,7 +123,7 @@ def _find_subjects(
             matches |= _match_roles(system, conn, users, key)
         return schema, matches, None
     except ConnectorError as exc:
-        return None, {}, str(exc)
+        return None, {}, exc.detail
 
 
 def _match_roles(
@@ -189,7 +189,11 @@ def _match_tables(
         for fk in incoming[name] if found.keys else ():
             parents = found.values.get(fk.referred_columns[0])
             if parents:
-                values = queries.referencing_values(conn, fk, parents.raw)
-                count_references(f"{fk.table}.{fk.columns[0]}", values, parents, refs)
+                # A table that references itself: the subject's own rows go with the delete.
+                itself = fk.table == name
+                child_key = spec.primary_key if itself else None
+                rows = queries.referencing_rows(conn, fk, child_key, parents.raw)
+                name_ = f"{fk.table}.{fk.columns[0]}"
+                count_references(name_, rows, parents, refs, found.keys if itself else None)
         matches |= found.matches(refs)
     return matches

@@ -116,12 +116,20 @@ class TableMatch:
 
 
 def count_references(
-    name: str, values: Iterable[Any], parents: Linked, into: dict[str, dict[str, int]]
+    name: str,
+    rows: Iterable[tuple[Any, Any]],
+    parents: Linked,
+    into: dict[str, dict[str, int]],
+    own: Mapping[str, set[Any]] | None = None,
 ) -> None:
-    """Adds to `into[request][name]` the referencing rows (given by their foreign key
-    values) that point at each request's matched rows. `name` is `child_table.column`."""
-    for value in values:
+    """Adds to `into[request][name]` the referencing rows, given as (primary key, foreign key
+    value) pairs, that point at each request's matched rows. `name` is `child_table.column`.
+    `own`: for a table that references itself, the request's own rows, which go with the
+    delete and are not counted (another customer's row that points at the subject is)."""
+    for key, value in rows:
         for r in parents.requests(value):
+            if own is not None and key in own.get(r, ()):
+                continue
             into[r][name] = into[r].get(name, 0) + 1
 
 

@@ -46,9 +46,15 @@ def linked_rows(
     return [dict(zip(columns, raw, strict=True)) for raw in found]
 
 
-def referencing_values(conn: Connector, fk: ForeignKeyInfo, parent_values: list[Any]) -> list[Any]:
-    """The foreign key values of the rows of `fk.table` that reference `parent_values`."""
+def referencing_rows(
+    conn: Connector, fk: ForeignKeyInfo, key: str | None, parent_values: list[Any]
+) -> list[tuple[Any, Any]]:
+    """(primary key, foreign key value) of the rows of `fk.table` that reference
+    `parent_values`; the key is None when it is not asked for (`key` None)."""
     if not parent_values:
         return []
     col = fk.columns[0]
-    return [ref for (ref,) in conn.select_where_in(fk.table, [col], col, parent_values)]
+    if key is None:
+        return [(None, ref) for (ref,) in conn.select_where_in(fk.table, [col], col, parent_values)]
+    found = conn.select_where_in(fk.table, [key, col], col, parent_values)
+    return [(pk, ref) for pk, ref in found]

@@ -122,8 +122,11 @@ def foreign_key_problems(
         )
         spec = system.tables.get(child)
         child_match = child_matches.get(child)
+        # Rows of a table deleted too are the subject's own (the observer counts only other
+        # rows for a table that references itself).
         deleted_too = (
-            spec is not None
+            child != table
+            and spec is not None
             and spec.erasure is ErasureStrategy.DELETE
             and child_match is not None
             and len(child_match.keys) >= count
@@ -136,18 +139,18 @@ def foreign_key_problems(
         )
         if ondelete == "SET NULL" and nullable:
             continue
-        what = "retained" if spec is not None else "unmapped"
+        what = "other" if child == table else "retained" if spec is not None else "unmapped"
         if ondelete == "CASCADE":
             problems.append(
                 f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would "
-                f"cascade-delete {count} {what} rows of {system.name}.{child} "
+                f"cascade-delete {_rows(count, what)} of {system.name}.{child} "
                 f"(foreign key {child}.{col} ON DELETE CASCADE); change the foreign key to "
                 f"ON DELETE SET NULL, or mask {table} instead of deleting it in {SYSTEMS_FILE}"
             )
             continue
         problems.append(
             f"{rid}: deleting {_rows(len(m.pending))} of {system.name}.{table} would break "
-            f"the foreign key {child}.{col} -> {table}: {count} {what} rows of "
+            f"the foreign key {child}.{col} -> {table}: {_rows(count, what)} of "
             f"{system.name}.{child} still reference them. Change systems.{system.name}."
             f"tables.{table}.on_erasure in {SYSTEMS_FILE} to mask instead of delete, or make "
             f"{child}.{col} nullable with ON DELETE SET NULL in the database"
@@ -155,5 +158,6 @@ def foreign_key_problems(
     return problems
 
 
-def _rows(n: int) -> str:
-    return f"{n} row{'s' if n != 1 else ''}"
+def _rows(n: int, what: str = "") -> str:
+    """`1 row`, `3 retained rows`."""
+    return f"{n} {what + ' ' if what else ''}row{'s' if n != 1 else ''}"

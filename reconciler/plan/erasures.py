@@ -34,6 +34,7 @@ from reconciler.observe.model import Match, Observed
 from reconciler.plan.actions import Action, Reason
 from reconciler.plan.constraints import check_masks, foreign_key_problems
 from reconciler.plan.model import Change, Params, PlanPart, RequestView, Retained
+from reconciler.plan.permissions import user_id
 from reconciler.store.records import Outcome, RequestState, Tombstone
 
 
@@ -228,6 +229,14 @@ def _plan_user(
             )
         )
     roles = obs.matches.get((rid, system.permissions.table))
+    # Verification waits for this user's removal only: another user's failing removal must
+    # not hold it back. The user's names are in the roles observed for them, (user, role).
+    names = {user for user, _role in (roles.keys if roles else ())}
+    own_removals = tuple(
+        rid_
+        for u in sorted(names)
+        if (rid_ := f"remove_user:{system.name}:{user_id(u)}") in removals
+    )
     if completed_on and not r.erase and not (roles and roles.pending):
         view(RequestState.COMPLETED, f"completed {completed_on}", r.retained)
         return
@@ -245,7 +254,7 @@ def _plan_user(
         detail="no roles left; user data deleted or masked",
         params=Params(tables=tuple(tables), user_data=True),
         request=rid,
-        depends_on=tuple(c.id for c in r.erase) + removals,
+        depends_on=tuple(c.id for c in r.erase) + own_removals,
     )
     complete = _complete(r, (verify.id,))
     out.changes += [*r.erase, verify, complete]

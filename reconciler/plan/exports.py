@@ -16,56 +16,58 @@ from reconciler.desired.model import Desired, Request, RequestType, SubjectKind,
 from reconciler.observe.model import Observed
 from reconciler.plan.actions import Action, Reason
 from reconciler.plan.model import Change, ExportTable, Params, PlanPart, RequestView
-from reconciler.store.records import RequestState
+from reconciler.store.records import ExportRecord, RequestState
 
 
 def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPart:
     out = PlanPart()
     today = now.date()
-    for rid, req in sorted(desired.requests.items()):
-        if req.type is not RequestType.EXPORT:
-            continue
+    exports = {r.id for r in desired.requests.values() if r.type is RequestType.EXPORT}
+    for rid in sorted(exports | set(observed.exports)):
+        req = desired.requests.get(rid)
 
-        def view(state: RequestState, note: str | None, req: Request = req) -> None:
+        def view(
+            state: RequestState, note: str | None, req: Request | None = req, rid: str = rid
+        ) -> None:
             out.views.append(
                 RequestView(
-                    id=req.id,
-                    type=req.type,
-                    subject_kind=req.subject_kind,
+                    id=rid,
+                    type=RequestType.EXPORT,
+                    subject_kind=req.subject_kind if req else None,
                     state=state,
-                    due=req.due.isoformat(),
-                    days_left=days_left(req.due, today),
+                    due=req.due.isoformat() if req else None,
+                    days_left=days_left(req.due, today) if req else None,
                     note=note,
                 )
             )
 
         built = observed.exports.get(rid)
         if built is not None and built.expired_at is not None:
-            view(
-                RequestState.EXPIRED, f"expired {built.expired_at:%Y-%m-%d}; the audit record stays"
-            )
+            if req is not None:  # a finished export whose file is gone needs no line
+                view(
+                    RequestState.EXPIRED,
+                    f"expired {built.expired_at:%Y-%m-%d}; the audit record stays",
+                )
+            continue
+        if req is None:
+            # The request file is gone, but the package is still in the outbox: it expires
+            # on time all the same (it holds the subject's data).
+            assert built is not None
+            note = f"the request file is gone; the package expires {built.expires_at:%Y-%m-%d}"
+            if now >= built.expires_at:
+                out.changes.append(
+                    _expire(rid, built.path, Reason.EXPIRED, _expired(built, desired))
+                )
+            view(RequestState.READY, note)
             continue
         if built is not None:
-            if req.cancelled or now >= built.expires_at:
-                reason = Reason.CANCELLED if req.cancelled else Reason.EXPIRED
-                detail = (
-                    "the request was cancelled"
-                    if req.cancelled
-                    else (
-                        f"expired {built.expires_at:%Y-%m-%d} "
-                        f"(exports.expire_after_days {desired.settings.expire_after_days})"
-                    )
-                )
+            if req.cancelled:
                 out.changes.append(
-                    Change(
-                        id=f"expire_export:dsr:{rid}",
-                        action=Action.EXPIRE_EXPORT,
-                        system="dsr",
-                        target=built.path,
-                        reason=reason,
-                        detail=detail,
-                        request=rid,
-                    )
+                    _expire(rid, built.path, Reason.CANCELLED, "the request was cancelled")
+                )
+            elif now >= built.expires_at:
+                out.changes.append(
+                    _expire(rid, built.path, Reason.EXPIRED, _expired(built, desired))
                 )
             view(RequestState.READY, f"ready: {built.path} (expires {built.expires_at:%Y-%m-%d})")
             continue
@@ -87,7 +89,7 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
                 system="dsr",
                 target=f"{desired.settings.outbox}/{rid}.zip",
                 reason=Reason.APPROVED,
-                detail=f"{why}; {len(tables)} tables",
+                detail=f"{why}; {len(tables)} table{'s' if len(tables) != 1 else ''}",
                 params=Params(exports=tuple(tables)),
                 request=rid,
                 rows=sum(t.rows for t in tables),
@@ -95,6 +97,23 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
         )
         view(RequestState.PENDING, why)
     return out
+
+
+def _expire(rid: str, path: str, reason: Reason, detail: str) -> Change:
+    return Change(
+        id=f"expire_export:dsr:{rid}",
+        action=Action.EXPIRE_EXPORT,
+        system="dsr",
+        target=path,
+        reason=reason,
+        detail=detail,
+        request=rid,
+    )
+
+
+def _expired(built: ExportRecord, desired: Desired) -> str:
+    days = desired.settings.expire_after_days
+    return f"expired {built.expires_at:%Y-%m-%d} (exports.expire_after_days {days})"
 
 
 def _tables(

@@ -78,7 +78,7 @@ class RequestView:
 
     id: str
     type: RequestType
-    subject_kind: SubjectKind
+    subject_kind: SubjectKind | None  # None: unknown, the request file is gone
     state: RequestState
     due: str | None = None  # ISO date; None for a tombstone whose request file is gone
     days_left: int | None = None

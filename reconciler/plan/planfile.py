@@ -59,7 +59,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
             {
                 "id": v.id,
                 "type": v.type.value,
-                "subject_kind": v.subject_kind.value,
+                "subject_kind": v.subject_kind.value if v.subject_kind else None,
                 "state": v.state.value,
                 "due": v.due,
                 "days_left": v.days_left,
@@ -104,7 +104,7 @@ def from_dict(data: dict[str, Any]) -> Plan:
             RequestView(
                 id=v["id"],
                 type=RequestType(v["type"]),
-                subject_kind=SubjectKind(v["subject_kind"]),
+                subject_kind=SubjectKind(v["subject_kind"]) if v["subject_kind"] else None,
                 state=RequestState(v["state"]),
                 due=v["due"],
                 days_left=v["days_left"],

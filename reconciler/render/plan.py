@@ -122,21 +122,15 @@ def request_title(v: RequestView) -> str:
         )
         due = f"  due {v.due} ({left})"
     flags = "  re-ingested" if v.reingested else ""
-    return f"{v.id}  {v.type}  {v.subject_kind}{due}  [{v.state}]{flags}"
+    kind = f"  {v.subject_kind}" if v.subject_kind else ""
+    return f"{v.id}  {v.type}{kind}{due}  [{v.state}]{flags}"
 
 
 def request_rows(plan: Plan, view: RequestView) -> list[Row]:
     """The steps of one request, in the order they run, with the shared refreshes it needs."""
-    by_id = {c.id: c for c in plan.changes}
-    own = [c for c in plan.changes if c.request == view.id]
-    needed: set[str] = set()
-    for c in own:
-        needed |= {d for d in c.depends_on if d in by_id and by_id[d].action is Action.REFRESH}
     rows: list[Row] = []
     sources_done = False
-    for c in plan.changes:
-        if c.request != view.id and c.id not in needed:
-            continue
+    for c in _request_changes(plan, view):
         if not sources_done and c.action not in (Action.DELETE_ROWS, Action.MASK_ROWS):
             rows += _retained_rows(view)
             sources_done = True
@@ -177,7 +171,8 @@ ROWS: dict[Action, Callable[[Change], Row]] = {
         "dsr", "complete", "", "", "receipt to the audit log; tombstone kept"
     ),
     Action.BUILD_EXPORT: _counted,
-    Action.EXPIRE_EXPORT: _counted,
+    # The package's rows are in the state store, not in the change: no count to show.
+    Action.EXPIRE_EXPORT: lambda c: Row(c.system, c.target, c.action.verb, "", c.detail),
 }
 
 
@@ -200,6 +195,27 @@ def _shown(plan: Plan) -> list[RequestView]:
     ]
 
 
+def shared_steps(plan: Plan) -> list[Change]:
+    """Changes that no request's section shows and that are not role changes: a refresh no
+    request's steps wait for (the platform of a blocked request, say). A reviewer must see
+    every change, so they get a section of their own."""
+    shown = {c.id for v in _shown(plan) for c in _request_changes(plan, v)}
+    return [
+        c
+        for c in plan.changes
+        if c.id not in shown and c.action not in PERMISSION_ACTIONS and c.request is None
+    ]
+
+
+def _request_changes(plan: Plan, view: RequestView) -> list[Change]:
+    by_id = {c.id: c for c in plan.changes}
+    needed: set[str] = set()
+    for c in plan.changes:
+        if c.request == view.id:
+            needed |= {d for d in c.depends_on if d in by_id and by_id[d].action is Action.REFRESH}
+    return [c for c in plan.changes if c.request == view.id or c.id in needed]
+
+
 def render_text(plan: Plan, head: str | None = None) -> str:
     lines = [head, ""] if head else []
     for title, changes in _permission_groups(plan):
@@ -215,6 +231,11 @@ def render_text(plan: Plan, head: str | None = None) -> str:
             lines.append(f"  {view.note}")
         lines += _table(request_rows(plan, view))
         lines.append("")
+    shared = shared_steps(plan)
+    if shared:
+        lines.append("Shared steps")
+        lines += _table([ROWS[c.action](c) for c in shared])
+        lines.append("")
     lines += [f"warning: {w}" for w in plan.warnings]
     lines += [f"error: {e}" for e in plan.errors]
     if plan.warnings or plan.errors:
@@ -223,39 +244,114 @@ def render_text(plan: Plan, head: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(plan: Plan, head: str | None = None) -> str:
-    lines = [f"### {head or 'dsr plan · workspace ' + plan.workspace}", ""]
+# A pull-request comment must stay under GitHub's 65,536 characters (GitLab's notes allow
+# more); the markdown plan is cut well below that, and says so.
+MARKDOWN_LIMIT = 60_000
+
+
+def render_markdown(plan: Plan, head: str | None = None, limit: int = MARKDOWN_LIMIT) -> str:
+    """The plan for a review: the one-line summary first, a table of the requests and their
+    due dates, then each section folded in `<details>`. Under `limit` characters whatever the
+    plan's size: what does not fit is summarised, and the comment says so."""
+    top = [
+        f"### {head or 'dsr plan · workspace ' + plan.workspace}",
+        "",
+        f"**{summary(plan)}**",
+        "",
+    ]
+    top += [f"> **error:** {_md(e)}" for e in plan.errors]
+    top += [f"> **warning:** {_md(w)}" for w in plan.warnings]
+    if plan.errors or plan.warnings:
+        top.append("")
+    foot = ["", f"<sub>plan {plan.id} · made {plan.created_at}</sub>"]
+    budget = limit - len("\n".join(top + foot)) - 400  # room for the lines saying what was cut
+
+    shown = sorted(_shown(plan), key=_urgency)
+    table = ["| request | kind | state | due | steps |", "|---|---|---|---|---|"]
+    rows_left = 0
+    for i, v in enumerate(shown):
+        line = (
+            f"| {v.id} | {v.type} {v.subject_kind or ''} | {v.state.value.replace('_', ' ')} | "
+            f"{_md(_due(v))} | {len(request_rows(plan, v))} |"
+        )
+        if len("\n".join(table)) + len(line) > budget // 3:
+            rows_left = len(shown) - i
+            break
+        table.append(line)
+    body = table if shown else []
+    if rows_left:
+        body.append(f"| … | {rows_left} more requests | | | |")
+    body.append("")
+
+    sections: list[list[str]] = []
     for title, changes in _permission_groups(plan):
-        lines += [f"#### {title}", "", "| | action | target | why |", "|---|---|---|---|"]
-        for c in changes:
-            lines.append(
-                f"| {_SIGN[c.action]} | {c.action.verb} | {_md(c.target)} | {_md(c.detail)} |"
-            )
-        lines.append("")
-    for view in _shown(plan):
-        lines += [f"#### {_md(request_title(view))}", ""]
-        if view.note:
-            lines += [f"_{_md(view.note)}_", ""]
+        section = [f"<details><summary>{title}: {_n(len(changes), 'change')}</summary>", ""]
+        section += ["| | action | target | why |", "|---|---|---|---|"]
+        section += [
+            f"| {_SIGN[c.action]} | {c.action.verb} | {_md(c.target)} | {_md(c.detail)} |"
+            for c in changes
+        ]
+        sections.append([*section, "", "</details>", ""])
+    for view in shown:
         rows = request_rows(plan, view)
+        section = [f"<details><summary>{_md(request_title(view))}</summary>", ""]
+        if view.note:
+            section += [f"_{_md(view.note)}_", ""]
         if rows:
-            lines += ["| system | table / step | action | rows | why |", "|---|---|---|---|---|"]
-            lines += [
+            section += ["| system | table / step | action | rows | why |", "|---|---|---|---|---|"]
+            section += [
                 f"| {r.system} | {_md(r.what)} | {r.verb} | {r.count} | {_md(r.note)} |"
                 for r in rows
             ]
-            lines.append("")
-    if plan.warnings:
-        lines += [f"> **warning:** {_md(w)}" for w in plan.warnings] + [""]
-    if plan.errors:
-        lines += [f"> **error:** {_md(e)}" for e in plan.errors] + [""]
-    lines.append(f"**{summary(plan)}**")
-    lines.append("")
-    lines.append(f"<sub>plan {plan.id} · made {plan.created_at}</sub>")
-    return "\n".join(lines) + "\n"
+        sections.append([*section, "", "</details>", ""])
+    shared = shared_steps(plan)
+    if shared:
+        section = ["<details><summary>Shared steps</summary>", ""]
+        section += ["| system | step | action | rows | why |", "|---|---|---|---|---|"]
+        section += [
+            f"| {r.system} | {_md(r.what)} | {r.verb} | {r.count} | {_md(r.note)} |"
+            for r in (ROWS[c.action](c) for c in shared)
+        ]
+        sections.append([*section, "", "</details>", ""])
+
+    used = len("\n".join(body))
+    kept: list[str] = []
+    left_out = 0
+    for section in sections:
+        size = len("\n".join(section)) + 1
+        if left_out or used + size > budget:
+            left_out += 1
+            continue
+        kept += section
+        used += size
+    if left_out:
+        kept += [
+            f"_{_n(left_out, 'section')} left out to keep this comment under {limit:,} "
+            "characters: the full plan is in plan.json, or run `dsr plan`._",
+            "",
+        ]
+    return "\n".join(top + body + kept + foot) + "\n"
+
+
+def _urgency(v: RequestView) -> tuple[int, int, str]:
+    """Overdue first, then by days left, then by id; finished requests last."""
+    if v.days_left is None:
+        return (2, 0, v.id)
+    return (0 if v.overdue else 1, v.days_left, v.id)
+
+
+def _due(v: RequestView) -> str:
+    if v.due is None or v.days_left is None:
+        return "-"
+    if v.days_left < 0:
+        return f"{v.due} (OVERDUE by {_n(-v.days_left, 'day')})"
+    return f"{v.due} ({_n(v.days_left, 'day')} left)"
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text for a markdown table cell: pipes escaped, line breaks as spaces, HTML inert."""
+    flat = " ".join(text.split("\n"))
+    return flat.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def plan_drift(saved: Plan, current: Plan) -> list[str]:
@@ -269,7 +365,9 @@ def plan_drift(saved: Plan, current: Plan) -> list[str]:
         }
 
     before, after = changes(saved), changes(current)
-    diff = DeepDiff(before, after, view="tree")
+    # threshold 0: compare key by key even when the two share few changes (DeepDiff would
+    # otherwise report the whole root as one changed value, which has no path).
+    diff = DeepDiff(before, after, view="tree", threshold_to_diff_deeper=0)
     lines = []
     for item in diff.get("dictionary_item_added", []):
         lines.append(f"+ {after[item.path(output_format='list')[0]]['what']}")

@@ -118,8 +118,14 @@ def match_tables(
         for fk in incoming[name] if found.keys else ():
             parents = found.values.get(fk.referred_columns[0])
             if parents:
-                values = [row[fk.columns[0]] for row in rows.get(fk.table, ())]
-                count_references(f"{fk.table}.{fk.columns[0]}", values, parents, refs)
+                itself = fk.table == name
+                child_key = spec.primary_key if itself else None
+                pairs = [
+                    (row.get(child_key) if child_key else None, row[fk.columns[0]])
+                    for row in rows.get(fk.table, ())
+                ]
+                own = found.keys if itself else None
+                count_references(f"{fk.table}.{fk.columns[0]}", pairs, parents, refs, own)
         matches |= found.matches(refs)
     return matches
 

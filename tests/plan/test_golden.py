@@ -133,12 +133,6 @@ def built_export(rid: str, built: str, expires: str) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan_exports only looks at request files: a built package whose request file was "
-    "removed is never expired, so it stays in the outbox with the subject's data for ever "
-    "(README: 'After exports.expire_after_days the package is deleted')",
-)
 def test_a_package_whose_request_file_is_gone_still_expires(tmp_path: Path) -> None:
     files = {"policies/systems.yaml": CRM_AND_INSIGHTS, "policies/access.yaml": ACCESS}
     observed = {
@@ -178,12 +172,6 @@ def test_a_built_export_is_not_overdue_after_its_due_date(tmp_path: Path) -> Non
     assert not view.overdue
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a user erasure's verify depends on every remove_user of the plan, not only its own "
-    "user's: one unrelated removal that fails skips it (README: 'A failed action does not stop "
-    "independent ones')",
-)
 def test_a_user_erasure_waits_only_for_its_own_users_removal(tmp_path: Path) -> None:
     files = {
         "policies/systems.yaml": CRM_AND_INSIGHTS,
@@ -211,13 +199,6 @@ def test_a_user_erasure_waits_only_for_its_own_users_removal(tmp_path: Path) -> 
     assert removals["cara@x.example"] not in verify.depends_on
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="foreign_key_problems treats rows of a table that is deleted too as the referencing "
-    "rows when there are at least as many; for a self-referencing key (customers.referred_by) "
-    "the referencing row is another customer's, and the delete breaks it at apply time "
-    "(README: such a delete 'is refused at plan time')",
-)
 def test_a_delete_referenced_by_another_customers_row_is_refused(tmp_path: Path) -> None:
     files = {
         "policies/systems.yaml": CRM_AND_INSIGHTS,
@@ -264,11 +245,6 @@ def test_a_delete_referenced_by_another_customers_row_is_refused(tmp_path: Path)
     assert any("customers.referred_by" in e for e in p.errors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the blocked note repeats the system's name: the observed error (a ConnectorError) "
-    "already starts with it, so it reads 'cannot read crm: crm: ...'",
-)
 def test_a_blocked_request_names_the_unreadable_system_once() -> None:
     p = golden.plan_case(golden.load_case(golden.CASES_DIR / "exports" / "unreadable_system"))
     (view,) = p.requests
@@ -276,11 +252,6 @@ def test_a_blocked_request_names_the_unreadable_system_once() -> None:
     assert view.note.count("crm:") == 1, view.note
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="counts are not pluralised in two messages: build_export's detail says '1 tables' "
-    "and the cascade refusal says '1 unmapped rows'",
-)
 def test_counts_of_one_are_singular(tmp_path: Path) -> None:
     approved = "approvals:\n  - {by: erin@contoso.example, at: 2026-11-21}\n"
     files = {

@@ -29,6 +29,7 @@ from reconciler.render.plan import (
     render_markdown,
     render_text,
     request_rows,
+    shared_steps,
     summary,
 )
 
@@ -233,11 +234,6 @@ def test_pipes_in_reasons_are_escaped_in_markdown_tables() -> None:
     assert {len(r) for r in rows} == {5}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render_markdown escapes pipes but not line breaks: a retain reason written as a "
-    "YAML block (the schema allows any string) ends its table row mid-cell and breaks the table",
-)
 def test_a_reason_with_a_line_break_keeps_its_markdown_row_whole() -> None:
     case = golden.load_case(golden.CASES_DIR / "erasures/delete_mask_retain_refresh")
     files = dict(case.files)
@@ -259,22 +255,8 @@ def test_a_reason_with_a_line_break_keeps_its_markdown_row_whole() -> None:
 # -- every change is shown ---------------------------------------------------------------
 
 
-HIDDEN_REFRESH = pytest.mark.xfail(
-    strict=True,
-    reason="a refresh that no request's own steps depend on (the CRM changed for a request "
-    "scoped to the CRM, or the platform is another request's blocked system) is counted in the "
-    "summary but shown in no section: the reviewer approves an action they cannot see",
-)
-
-
 def _every_change_params() -> list[Any]:
-    hidden = {"erasures/unreadable_system", "exports/export_and_erasure_same_subject"}
-    out = []
-    for p in golden.case_dirs():
-        name = f"{p.parent.name}/{p.name}"
-        marks = [HIDDEN_REFRESH] if name in hidden else []
-        out.append(pytest.param(p, id=name, marks=marks))
-    return out
+    return [pytest.param(p, id=f"{p.parent.name}/{p.name}") for p in golden.case_dirs()]
 
 
 @pytest.mark.parametrize("path", _every_change_params())
@@ -292,14 +274,12 @@ def test_every_change_of_a_plan_is_shown_in_the_text(path: Path) -> None:
             for r in request_rows(p, view)
             if (r.system, r.what, r.verb) == (row.system, row.what, row.verb)
         ]
+        if not shown and c in shared_steps(p):  # a step no request's own steps wait for
+            shown = [row]
+            assert "Shared steps" in text
         assert shown, f"{c.id} is in no section"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an expire_export row claims '0 rows': the change carries no count (the package's "
-    "rows are in the state store), so the count column says something untrue",
-)
 def test_an_expired_package_is_not_shown_as_zero_rows() -> None:
     text = render_text(planned("exports/built_expired"))
     row = next(line for line in lines(text) if " expire " in f" {line} ")
@@ -323,14 +303,6 @@ def test_drift_names_what_planning_now_would_do_differently() -> None:
     assert plan_drift(saved, saved) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="plan_drift crashes (ValueError) when the two plans share no change id and hold two "
-    "or more changes between them: DeepDiff then reports the whole root as one changed value, "
-    "which has no path. `dsr apply PLANFILE` on a plan that someone else already applied (now: "
-    "no changes) ends in a traceback instead of the stale-plan message",
-)
 def test_drift_after_an_erasure_completed_drops_every_step() -> None:
     saved = planned("erasures/reingested")
     done = planned("erasures/completed_noop")
