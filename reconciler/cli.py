@@ -103,13 +103,14 @@ def _register() -> None:
         audit,
         init,
         new,
+        outbox,
         plan,
         status,
         unlock,
         validate,
     )
 
-    for module in (init, validate, plan, apply, status, audit, new, approve, unlock):
+    for module in (init, validate, plan, apply, status, audit, new, approve, outbox, unlock):
         cli.add_command(module.command)
 
 

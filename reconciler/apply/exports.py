@@ -5,11 +5,11 @@ when their time is up (the audit record stays)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from reconciler.apply.context import ChangeResult, Context, Handled
-from reconciler.apply.package import TableRows, build_package, expire_package, read_manifest
-from reconciler.desired.checks import resolve_outbox
+from reconciler.apply.outbox import Outbox, outbox_for
+from reconciler.apply.package import TableRows
 from reconciler.desired.model import SubjectKind
 from reconciler.errors import DsrError
 from reconciler.observe.model import Match
@@ -42,16 +42,15 @@ def build_export(change: Change, ctx: Context) -> Handled:
         tables.append(TableRows(name, table, columns, tuple(tuple(r) for r in rows)))
     now = ctx.clock()
     days = timedelta(days=ctx.desired.settings.expire_after_days)
-    outbox = resolve_outbox(ctx.workspace, ctx.desired.settings.outbox)
-    info = build_package(
-        outbox, rid, tables, generated_at=now, extra={"expires_at": (now + days).isoformat()}
+    info = _outbox(ctx).build(
+        rid, tables, generated_at=now, extra={"expires_at": (now + days).isoformat()}
     )
     # A package a killed run already published is finished, not rebuilt: its clock counts
     # from when it was made, so finishing it late does not keep personal data longer.
-    now = datetime.fromisoformat(read_manifest(info.path)["generated_at"])
-    expires = now + days
-    path = info.path.relative_to(ctx.workspace).as_posix()
-    ctx.store.record_export(ExportRecord(rid, path, info.manifest_sha256, info.rows, now, expires))
+    expires = info.generated_at + days
+    path = info.location
+    record = ExportRecord(rid, path, info.manifest_sha256, info.rows, info.generated_at, expires)
+    ctx.store.record_export(record)
     details = {
         "path": path,
         "manifest_sha256": info.manifest_sha256,
@@ -66,11 +65,14 @@ def expire_export(change: Change, ctx: Context) -> Handled:
     record = ctx.store.exports().get(rid)
     if record is None:
         raise DsrError(f"{rid}: no export was recorded")
-    outbox = resolve_outbox(ctx.workspace, ctx.desired.settings.outbox)
-    deleted = expire_package(outbox, rid)
+    deleted = _outbox(ctx).expire(rid)
     ctx.store.record_export(replace(record, expired_at=ctx.clock()))
     return ChangeResult(change, Outcome.SUCCEEDED), {
         "path": record.path,
         "deleted": deleted,
         "manifest_sha256": record.manifest_sha256,
     }
+
+
+def _outbox(ctx: Context) -> Outbox:
+    return outbox_for(ctx.desired.settings, ctx.workspace, ctx.store, ctx.clock)

@@ -124,7 +124,7 @@ def build_package(
         partial.unlink(missing_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
-            _write_zip(handle, entries, _zip_time(generated_at))
+            handle.write(_zip_bytes(entries, generated_at))
             handle.flush()
             os.fsync(handle.fileno())
         published = _publish(partial, final)
@@ -143,6 +143,26 @@ def build_package(
         files=len(entries),
         rows=sum(len(t.rows) for t in tables),
     )
+
+
+def package_bytes(
+    request_id: str,
+    tables: Sequence[TableRows],
+    *,
+    generated_at: datetime,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The package for `request_id` as bytes, for an outbox that is not a folder (the state
+    store): the same deterministic zip `build_package` writes."""
+    if not REQUEST_ID.fullmatch(request_id):
+        package_path(Path("."), request_id)  # raises, naming the bad id
+    return _zip_bytes(_entries(request_id, tables, generated_at, extra), generated_at)
+
+
+def _zip_bytes(entries: Mapping[str, bytes], generated_at: datetime) -> bytes:
+    buffer = io.BytesIO()
+    _write_zip(buffer, entries, _zip_time(generated_at))
+    return buffer.getvalue()
 
 
 def _publish(partial: Path, final: Path) -> bool:
@@ -342,10 +362,22 @@ def _fsync_directory(folder: Path) -> None:
 # -- reading, verifying, expiring ---------------------------------------------------------------
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The parsed manifest.json of the package at `path`; `ExportError` if it cannot be read."""
+Package = Path | bytes  # a package in a folder, or its bytes (from the state store)
+
+
+def _zip(source: Package) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def _name(source: Package) -> str:
+    return "the package" if isinstance(source, bytes) else str(source)
+
+
+def read_manifest(source: Package) -> dict[str, Any]:
+    """The parsed manifest.json of a package; `ExportError` if it cannot be read."""
+    path = _name(source)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _zip(source) as archive:
             manifest = json.loads(archive.read(MANIFEST))
     except KeyError:
         raise ExportError(f"{path}: not an export package: it has no {MANIFEST}") from None
@@ -356,36 +388,40 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def package_info(path: Path) -> PackageInfo:
-    """The info of an existing package, from its manifest."""
+def package_info(source: Package, path: Path | None = None) -> PackageInfo:
+    """The info of an existing package, from its manifest (`path`: where it lives, when
+    `source` is its bytes)."""
+    where = source if isinstance(source, Path) else path or Path("-")
+    path_text = _name(source)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _zip(source) as archive:
             manifest = archive.read(MANIFEST)
             files = len(archive.namelist())
     except KeyError:
-        raise ExportError(f"{path}: not an export package: it has no {MANIFEST}") from None
+        raise ExportError(f"{path_text}: not an export package: it has no {MANIFEST}") from None
     except (OSError, zipfile.BadZipFile) as exc:
-        raise ExportError(f"{path}: not a readable export package: {exc}") from None
-    tables = read_manifest(path).get("tables", [])
+        raise ExportError(f"{path_text}: not a readable export package: {exc}") from None
+    tables = read_manifest(source).get("tables", [])
     try:
         rows = sum(int(t["rows"]) for t in tables)
     except (KeyError, TypeError, ValueError):
-        raise ExportError(f"{path}: {MANIFEST} has a table without a row count") from None
-    return PackageInfo(path=path, manifest_sha256=_sha256(manifest), files=files, rows=rows)
+        raise ExportError(f"{path_text}: {MANIFEST} has a table without a row count") from None
+    return PackageInfo(path=where, manifest_sha256=_sha256(manifest), files=files, rows=rows)
 
 
-def verify_package(path: Path) -> list[str]:
+def verify_package(path: Package) -> list[str]:
     """Every way the package at `path` differs from its manifest: a listed file missing, a
     digest or row count that does not match, a CSV header that is not the columns, a file the
     manifest does not list. Empty when it is intact. Messages name files, never values."""
     try:
         manifest = read_manifest(path)
-        with zipfile.ZipFile(path) as archive:
+        with _zip(path) as archive:
             return _verify(archive, manifest)
     except (ExportError, OSError, zipfile.BadZipFile) as exc:
         return [str(exc)]
     except (KeyError, TypeError, ValueError, AttributeError):
-        return [f"{path}: {MANIFEST} does not have the shape of format_version {FORMAT_VERSION}"]
+        shape = f"the shape of format_version {FORMAT_VERSION}"
+        return [f"{_name(path)}: {MANIFEST} does not have {shape}"]
 
 
 def _verify(archive: zipfile.ZipFile, manifest: dict[str, Any]) -> list[str]:

@@ -87,7 +87,12 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
                 id=f"build_export:dsr:{rid}",
                 action=Action.BUILD_EXPORT,
                 system="dsr",
-                target=f"{desired.settings.outbox}/{rid}.zip",
+                # A shared state store keeps packages itself: a runner's disk does not last.
+                target=(
+                    f"{desired.settings.outbox}/{rid}.zip"
+                    if desired.settings.state_url is None
+                    else f"{rid}.zip in the state store"
+                ),
                 reason=Reason.APPROVED,
                 detail=f"{why}; {len(tables)} table{'s' if len(tables) != 1 else ''}",
                 params=Params(exports=tuple(tables)),

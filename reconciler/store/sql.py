@@ -13,9 +13,11 @@ Datetimes are stored as fixed-width ISO 8601 UTC strings, so they sort as text.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +25,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
-from reconciler.connectors.engine import create_engine
+from reconciler.connectors.engine import create_engine, describe_failure, scrub_url
 from reconciler.desired.model import DEFAULT_TIMEOUTS, SubjectKind, Timeouts
 from reconciler.errors import DsrError
+from reconciler.privacy.withhold import withhold_values
 from reconciler.store.chain import StoredRecord, audit_hash, chain_problems
 from reconciler.store.locks import StoreLock
 from reconciler.store.records import (
@@ -55,6 +58,7 @@ from reconciler.store.tables import (
     audit_table,
     canonical_json,
     create_schema,
+    export_packages_table,
     exports_table,
     format_time,
     journal_table,
@@ -72,15 +76,16 @@ _IDENTITY_HASH = re.compile(IDENTITY_HASH_PATTERN)
 _BEGIN_OPTION = "dsr_sqlite_begin"
 
 
-def _masked(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
+class StoreError(DsrError):
+    """The state store could not be reached, or refused what was asked of it."""
 
 
 class SqlStateStore:
     """`StateStore` on a SQLAlchemy engine. Build it with `open_store`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self._engine = engine
+        self._timeouts = timeouts
         self._sqlite = engine.dialect.name == "sqlite"
         self._lock = StoreLock(engine, self._write)
 
@@ -108,19 +113,19 @@ class SqlStateStore:
         try:
             engine = create_engine(parsed, timeouts=timeouts, pg_options=pg_options)
         except (ArgumentError, ImportError) as exc:
-            raise DsrError(f"state store {_masked(parsed)}: {exc}") from None
+            raise DsrError(f"state store {scrub_url(parsed)}: {exc}") from None
         if engine.dialect.name == "sqlite":
             _share_sqlite_file(engine)
-        store = cls(engine)
+        store = cls(engine, timeouts)
         try:
             if not readonly:
                 store._create_schema()
             elif not store._check_schema():
                 engine.dispose()
                 return cls.open("sqlite://")
-        except DBAPIError as exc:
+        except StoreError as exc:
             engine.dispose()
-            raise DsrError(f"cannot open the state store {_masked(parsed)}: {exc.orig}") from None
+            raise DsrError(f"cannot open the state store {scrub_url(parsed)}: {exc}") from None
         except BaseException:
             engine.dispose()
             raise
@@ -148,7 +153,7 @@ class SqlStateStore:
                 with self._write() as conn:
                     create_schema(conn)
                 return
-            except DBAPIError:
+            except StoreError:
                 # Another process created the same tables between our check and our CREATE
                 # (possible on PostgreSQL); the second pass finds them.
                 if attempt == 1:
@@ -160,15 +165,33 @@ class SqlStateStore:
     # --- transactions --------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Database errors as one line that names the store (never its password) and what
+        went wrong; a unique-key clash stays an IntegrityError, for the callers that expect
+        one (an insert that lost a race)."""
+        started = time.monotonic()
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except DBAPIError as exc:
+            url = self._engine.url
+            reason = describe_failure(exc, url, self._timeouts, time.monotonic() - started)
+            if reason is None:
+                text = str(exc.orig if exc.orig is not None else exc).strip()
+                reason = withhold_values(text.splitlines()[0] if text else type(exc).__name__)
+            raise StoreError(f"state store {scrub_url(url)}: {reason}") from None
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn, conn.begin():
+        with self._failures(), self._engine.connect() as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[Connection]:
         """A read transaction that sees one snapshot throughout (SQLite's read transactions
         always do; PostgreSQL's need REPEATABLE READ)."""
-        with self._engine.connect() as conn:
+        with self._failures(), self._engine.connect() as conn:
             if not self._sqlite:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
@@ -182,7 +205,7 @@ class SqlStateStore:
         is locked" when another process wrote in between; `BEGIN IMMEDIATE` waits for the
         busy timeout instead. Other dialects lock rows with `FOR UPDATE` where it matters.
         """
-        with self._engine.connect() as conn:
+        with self._failures(), self._engine.connect() as conn:
             if self._sqlite:
                 conn.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with conn.begin():
@@ -561,6 +584,41 @@ class SqlStateStore:
             )
             for row in rows
         }
+
+    # --- export packages (a shared store's outbox) -------------------------------------
+
+    def put_package(self, request_id: str, data: bytes, *, now: datetime) -> bool:
+        """Keeps a package; False, changing nothing, if the request already has one."""
+        values = {
+            "request_id": request_id,
+            "data": data,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "stored_at": format_time(now),
+        }
+        try:
+            with self._write() as conn:
+                conn.execute(sa.insert(export_packages_table).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    def package(self, request_id: str) -> bytes | None:
+        with self._read() as conn:
+            data = conn.execute(
+                sa.select(export_packages_table.c.data).where(
+                    export_packages_table.c.request_id == request_id
+                )
+            ).scalar_one_or_none()
+        return None if data is None else bytes(data)
+
+    def delete_package(self, request_id: str) -> bool:
+        with self._write() as conn:
+            done = conn.execute(
+                sa.delete(export_packages_table).where(
+                    export_packages_table.c.request_id == request_id
+                )
+            )
+        return bool(done.rowcount)
 
 
 def _run_info(row: Any) -> RunInfo:

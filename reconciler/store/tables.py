@@ -18,10 +18,10 @@ from reconciler.errors import DsrError
 from reconciler.store.records import GENESIS_HASH
 
 # 1: lock, runs, journal, audit, observations. 2: + tombstones, request_states, refreshes.
-# 3: + exports.
+# 3: + exports. 4: + export_packages.
 # Opening an older store creates the missing tables and moves it to this version; a newer
 # store is refused, because this dsr would not know what its tables mean.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 HEAD_ID = 1  # the one row of audit_head
 
 metadata = sa.MetaData()
@@ -145,6 +145,18 @@ exports_table = sa.Table(
     sa.Column("built_at", sa.String(32), nullable=False),
     sa.Column("expires_at", sa.String(32), nullable=False),
     sa.Column("expired_at", sa.String(32), nullable=True),
+)
+
+
+# The export packages themselves, when the state store is a shared database: a runner's disk
+# is gone after its job, so the package waits here until it expires (then its row goes).
+export_packages_table = sa.Table(
+    "export_packages",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("stored_at", sa.String(32), nullable=False),
 )
 
 

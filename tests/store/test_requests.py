@@ -271,7 +271,7 @@ def test_a_store_from_an_older_dsr_gets_the_new_tables(store_url: str) -> None:
             ).scalar_one()
     finally:
         engine.dispose()
-    assert version == str(SCHEMA_VERSION) == "3"
+    assert version == str(SCHEMA_VERSION) == "4"
 
 
 def test_exports_round_trip_and_expiry(tmp_path: Path) -> None:
