@@ -95,3 +95,31 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
             for q in queries:
                 values = {str(v).strip().lower() for (v,) in db.execute(q)}
                 assert not values & {s.lower() for s in erased}, (system, q)
+
+
+def test_make_demo_runs_again_after_the_readme_walkthrough(tmp_path: Path) -> None:
+    """The README tells a new user to try dsr in the demo workspace after `make demo`: the
+    commands it shows (plan, status, audit, filing an erasure and an export of their own) must
+    not break the next `make demo`."""
+    ws = tmp_path / "ws"
+    (ws / "policies").mkdir(parents=True)
+    shutil.copy(REPO / "dsr.yaml", ws)
+    for name in ("systems.yaml", "access.yaml"):
+        shutil.copy(REPO / "policies" / name, ws / "policies")
+    make = ["make", "--no-print-directory", "-C", str(REPO), "demo", f"WS={ws}"]
+    first = subprocess.run(make, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    dsr = [str(REPO / ".venv/bin/dsr"), "-C", str(ws)]
+    for args, stdin in (
+        (["plan"], None),
+        (["status"], None),
+        (["audit", "show"], None),
+        (["new", "erasure", "--email", "-", "--requested-by", "dpo@contoso.example"], "a@x.io"),
+        (["new", "export", "--email", "-", "--requested-by", "dpo@contoso.example"], "a@x.io"),
+        (["apply", "--auto-approve"], None),
+    ):
+        step = subprocess.run(dsr + args, input=stdin, capture_output=True, text=True)
+        assert step.returncode == 0, (args, step.stdout + step.stderr)
+    second = subprocess.run(make, capture_output=True, text=True, check=False)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "audit log intact" in second.stdout

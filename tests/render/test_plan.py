@@ -365,3 +365,51 @@ def test_no_raw_identifier_reaches_any_rendering(path: Path, tmp_path: Path) -> 
         for value in raw:
             assert value not in out, value
         assert "hmac-sha256" not in out  # not even the keyed hashes
+
+
+# -- the markdown plan on a pull request ------------------------------------------------------
+
+
+def _many(n: int) -> Plan:
+    """A plan of `n` erasures, each with its own steps (built from one golden plan)."""
+    base = planned("erasures/delete_mask_retain_refresh")
+    (view,) = [v for v in base.requests if v.id == "DSR-1"]
+    changes, views = [], []
+    for i in range(n):
+        rid = f"DSR-{i:04d}"
+        for c in base.changes:
+            if c.request == "DSR-1":
+                changes.append(
+                    dataclasses.replace(
+                        c,
+                        id=c.id.replace("DSR-1", rid),
+                        request=rid,
+                        depends_on=tuple(d.replace("DSR-1", rid) for d in c.depends_on),
+                    )
+                )
+        views.append(dataclasses.replace(view, id=rid, days_left=i % 40 - 5))
+    shared = [c for c in base.changes if c.request is None]
+    return dataclasses.replace(base, changes=tuple(shared + changes), requests=tuple(views))
+
+
+def test_the_markdown_plan_leads_with_its_summary_and_folds_the_details() -> None:
+    p = planned("erasures/delete_mask_retain_refresh")
+    md = render_markdown(p, "dsr plan · workspace t")
+    first = [line for line in md.splitlines() if line][:2]
+    assert first == ["### dsr plan · workspace t", f"**{summary(p)}**"]
+    assert "| request | kind | state | due | steps |" in md
+    assert "| DSR-1 | erasure customer | pending |" in md
+    assert md.count("<details>") == md.count("</details>") >= 1
+
+
+def test_a_thousand_requests_stay_under_the_comment_limit_and_say_so() -> None:
+    p = _many(1000)
+    md = render_markdown(p)
+    assert len(md) < 60_000
+    assert md.splitlines()[2] == f"**{summary(p)}**"  # what matters is never cut
+    assert "left out to keep this comment under 60,000 characters" in md
+    assert "more requests |" in md
+    overdue = md.index("OVERDUE")  # the most urgent requests come first in the table
+    assert overdue < md.index("days left")
+    small = render_markdown(_many(3))
+    assert "left out" not in small and "more requests" not in small
