@@ -8,11 +8,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 from reconciler.apply.context import ChangeResult, Context, Handled
-from reconciler.apply.outbox import Outbox, outbox_for
-from reconciler.apply.package import TableRows
+from reconciler.desired.approvals import approval_status
 from reconciler.desired.model import SubjectKind
 from reconciler.errors import DsrError
 from reconciler.observe.model import Match
+from reconciler.outbox.boxes import Outbox, build, outbox_for
+from reconciler.outbox.package import TableRows
 from reconciler.plan.model import Change
 from reconciler.store import ExportRecord, Outcome
 
@@ -20,7 +21,13 @@ from reconciler.store import ExportRecord, Outcome
 def build_export(change: Change, ctx: Context) -> Handled:
     """Reads the subject's rows as they are now and writes the package, once."""
     rid = change.request or ""
-    request = ctx.desired.requests[rid]
+    request = ctx.desired.requests.get(rid)
+    if request is None:
+        raise DsrError(f"{rid}: the request file is gone; nothing is exported")
+    # The approval is judged again now, whatever the plan says.
+    approved, why = approval_status(request, ctx.desired.access, ctx.clock().date())
+    if not approved or request.cancelled:
+        raise DsrError(f"{rid}: not exported: {why if not approved else 'cancelled'}")
     user = request.subject_kind is SubjectKind.USER
     tables = []
     observed = ctx.fresh()  # rows as they are now: refreshes may have renumbered platform rows
@@ -42,8 +49,21 @@ def build_export(change: Change, ctx: Context) -> Handled:
         tables.append(TableRows(name, table, columns, tuple(tuple(r) for r in rows)))
     now = ctx.clock()
     days = timedelta(days=ctx.desired.settings.expire_after_days)
-    info = _outbox(ctx).build(
-        rid, tables, generated_at=now, extra={"expires_at": (now + days).isoformat()}
+    outbox = _outbox(ctx)
+    replaced = None
+    if rid in ctx.observed.exports:
+        # Built before, and planned again: the package went missing or was altered. What is
+        # there now is not dsr's package; it goes, and the package is built afresh.
+        replaced = ctx.observed.exports[rid].manifest_sha256
+        outbox.expire(rid)
+    info = build(
+        outbox,
+        ctx.store,
+        rid,
+        tables,
+        generated_at=now,
+        extra={"expires_at": (now + days).isoformat()},
+        clock=ctx.clock,
     )
     # A package a killed run already published is finished, not rebuilt: its clock counts
     # from when it was made, so finishing it late does not keep personal data longer.
@@ -51,12 +71,14 @@ def build_export(change: Change, ctx: Context) -> Handled:
     path = info.location
     record = ExportRecord(rid, path, info.manifest_sha256, info.rows, info.generated_at, expires)
     ctx.store.record_export(record)
-    details = {
+    details: dict[str, object] = {
         "path": path,
         "manifest_sha256": info.manifest_sha256,
         "files": info.files,
         "expires_at": expires.isoformat(),
     }
+    if replaced is not None:
+        details["replaces_manifest_sha256"] = replaced
     return ChangeResult(change, Outcome.SUCCEEDED, rows=info.rows), details
 
 

@@ -16,7 +16,7 @@ from reconciler.apply.exports import build_export, expire_export
 from reconciler.apply.receipts import complete
 from reconciler.apply.refresh import run_refresh
 from reconciler.connectors import Connector
-from reconciler.desired.files import SYSTEMS_FILE
+from reconciler.desired.files import ACCESS_FILE, SYSTEMS_FILE
 from reconciler.desired.model import PermissionsMap, System, Table
 from reconciler.errors import DsrError
 from reconciler.observe.model import Match, Observed
@@ -37,8 +37,14 @@ def _permissions(change: Change, ctx: Context) -> tuple[PermissionsMap, Connecto
     system, conn = _system(change, ctx)
     if system.permissions is None:
         raise DsrError(f"system {change.system} no longer declares permissions")
-    assert change.params.user is not None
-    return system.permissions, conn, change.params.user
+    user = change.params.user
+    assert user is not None
+    # The planner never asks this; checked here too, whatever a plan says.
+    access = ctx.desired.access
+    wanted = access.users.get(user) if access is not None else None
+    if change.action is not Action.GRANT_ROLE and wanted is not None and wanted.protected:
+        raise DsrError(f"refusing to {change.action.verb} a protected user in {ACCESS_FILE}")
+    return system.permissions, conn, user
 
 
 def grant_role(change: Change, ctx: Context) -> Handled:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from reconciler.connectors import Connector
 from reconciler.desired.load import find_workspace
 from reconciler.observe.collect import observe_all
 from reconciler.observe.model import Observed, ObservedSystem
+from reconciler.outbox.boxes import Outbox, outbox_for
 from reconciler.privacy.identity import IdentityKey
 from reconciler.render.events import EventLog
 from reconciler.store import StateStore
@@ -90,12 +91,19 @@ def observe(
             error=obs.error,
         )
 
-    observed = observe_all(ws.desired, connectors, store, key, progress=progress)
+    observed = observe_all(
+        ws.desired, connectors, store, key, progress=progress, outbox=outbox_of(ws, store)
+    )
     if record:
         now = utcnow()
         for name, obs in observed.systems.items():
             store.record_observation(name, now=now, digest=obs.digest, error=obs.error)
     return observed, time.monotonic() - started
+
+
+def outbox_of(ws: Workspace, store: StateStore) -> Callable[[], Outbox]:
+    """The workspace's outbox, made when first needed (a misplaced one is an error then)."""
+    return lambda: outbox_for(ws.desired.settings, ws.root, store, utcnow)
 
 
 def echo_json(value: Any) -> None:

@@ -32,6 +32,7 @@ from reconciler.commands import (
     log,
     max_revocations_option,
     observe,
+    outbox_of,
     workspace,
 )
 from reconciler.desired.files import SETTINGS_FILE
@@ -115,7 +116,9 @@ def command(
             )
             if saved is not None:
                 check_fresh(saved, current, ws.desired.digest, observed, planfile_path)
-            plan = saved or current
+            # A saved plan is for review, never authority: what is applied is what the
+            # current desired and observed state produce, every safety rule checked now.
+            plan = current
             if not plan.can_apply:
                 show(output.render_text(plan), nl=False)
                 raise DsrError("the plan is refused; nothing was changed")
@@ -155,7 +158,9 @@ def command(
                 store=store,
                 key=key,
                 workspace=ws.root,
-                reobserve=lambda: observe_all(ws.desired, connectors, store, key),
+                reobserve=lambda: observe_all(
+                    ws.desired, connectors, store, key, outbox=outbox_of(ws, store)
+                ),
                 clock=utcnow,
                 should_stop=stop,
             )
@@ -258,8 +263,10 @@ def confirm(n: int) -> None:
 def check_fresh(
     saved: Plan, current: Plan, desired_digest: str, observed: Observed, path: Path | None
 ) -> None:
-    """A saved plan applies only to the desired and actual state it was made from; when it
-    does not, say what planning now would do differently."""
+    """A saved plan is applied only if planning now gives exactly its changes, from the same
+    desired and actual state; otherwise it is refused, saying what planning now would do
+    differently. (Its id is an unkeyed digest anyone can recompute, so an edited file must be
+    caught by its content, not by its id.)"""
     drift = "".join(f"\n  {line}" for line in output.plan_drift(saved, current))
     drift = f"; planning now would differ:{drift}" if drift else ""
     if saved.desired_digest != desired_digest:
@@ -277,4 +284,10 @@ def check_fresh(
         raise StalePlan(
             f"{path}: the actual state of {', '.join(changed)} changed since this plan was made "
             f"at {saved.created_at}; nothing was applied; run dsr plan again{drift}"
+        )
+    if saved.changes != current.changes or saved.errors != current.errors:
+        different = drift or "; its changes are not the ones planning gives (edited?)"
+        raise StalePlan(
+            f"{path}: this plan is not what planning the same state gives now; nothing was "
+            f"applied; run dsr plan again{different}"
         )

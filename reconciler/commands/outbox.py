@@ -17,11 +17,11 @@ from pathlib import Path
 
 import click
 
-from reconciler.apply.outbox import outbox_for
-from reconciler.apply.package import MANIFEST, verify_package
 from reconciler.commands import echo_json, format_option, workspace
 from reconciler.desired.files import REQUEST_ID
 from reconciler.errors import DsrError
+from reconciler.outbox.boxes import outbox_for
+from reconciler.outbox.package import MANIFEST, verify_package
 from reconciler.render.status import when
 from reconciler.workspace import utcnow
 

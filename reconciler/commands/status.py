@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import click
 
-from reconciler.commands import echo_json, format_option, log, workspace
+from reconciler.commands import echo_json, format_option, log, outbox_of, workspace
 from reconciler.errors import DsrError
+from reconciler.observe.collect import package_problems
 from reconciler.render.status import Snapshot, render_status, request_statuses, status_json
 from reconciler.workspace import utcnow
 
@@ -33,6 +34,7 @@ def command(ctx: click.Context, fail_on_overdue: bool, fmt: str) -> None:
             exports=store.exports(),
             last_run=store.last_run(),
             lock=store.lock_holder(),
+            package_problems=package_problems(store.exports(), outbox_of(ws, store)),
         )
     today = utcnow().date()
     if fmt == "json":

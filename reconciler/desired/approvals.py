@@ -13,6 +13,7 @@ requester, who is compared case-insensitively after trimming (`requested_by` is 
 from __future__ import annotations
 
 import difflib
+from datetime import date, timedelta
 
 from reconciler.desired.files import ACCESS_FILE
 from reconciler.desired.model import Access, Approval, Request
@@ -20,8 +21,12 @@ from reconciler.desired.model import Access, Approval, Request
 AWAITING = "awaiting approval by a tenant admin"
 
 
-def approval_problems(request: Request, access: Access | None, approval: Approval) -> list[str]:
-    """Why `approval` does not count for `request`, each reason a phrase; empty if it counts."""
+def approval_problems(
+    request: Request, access: Access | None, approval: Approval, today: date | None = None
+) -> list[str]:
+    """Why `approval` does not count for `request`, each reason a phrase; empty if it counts.
+    With `today`, an approval dated later (beyond the one day `dsr approve` allows for time
+    zones) does not count either."""
     reasons: list[str] = []
     user = access.users.get(approval.by) if access is not None else None
     if access is None:
@@ -32,6 +37,8 @@ def approval_problems(request: Request, access: Access | None, approval: Approva
         reasons.append(f"does not hold the {access.admin_role} role")
     if same_person(approval.by, request.requested_by):
         reasons.append("requested it and cannot approve it")
+    if today is not None and approval.at > today + timedelta(days=1):
+        reasons.append(f"is dated {approval.at}, in the future")
     if approval.at < request.received:
         reasons.append(
             f"approved on {approval.at}, before the request was received on {request.received}"
@@ -48,22 +55,27 @@ def _did_you_mean(name: str, access: Access) -> str:
     return f" (did you mean '{by_local[close[0]]}'?)" if close else ""
 
 
-def counting_approval(request: Request, access: Access | None) -> Approval | None:
+def counting_approval(
+    request: Request, access: Access | None, today: date | None = None
+) -> Approval | None:
     """The approval that counts: the earliest valid one (file order breaks ties), or None."""
-    valid = [a for a in request.approvals if not approval_problems(request, access, a)]
+    valid = [a for a in request.approvals if not approval_problems(request, access, a, today)]
     return min(valid, key=lambda a: a.at) if valid else None
 
 
-def approval_status(request: Request, access: Access | None) -> tuple[bool, str]:
+def approval_status(
+    request: Request, access: Access | None, today: date | None = None
+) -> tuple[bool, str]:
     """(True, "approved by X on D"), or (False, why not) naming every approval that does not
     count and each of its reasons; "awaiting approval by a tenant admin" when there is none."""
-    approval = counting_approval(request, access)
+    approval = counting_approval(request, access, today)
     if approval is not None:
         return True, f"approved by {approval.by} on {approval.at}"
     if not request.approvals:
         return False, AWAITING
     rejected = [
-        f"{a.by} {' and '.join(approval_problems(request, access, a))}" for a in request.approvals
+        f"{a.by} {' and '.join(approval_problems(request, access, a, today))}"
+        for a in request.approvals
     ]
     return False, "awaiting approval: " + "; ".join(rejected)
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from reconciler.connectors import Connector
 from reconciler.connectors.reflection import ForeignKeyInfo, SchemaInfo
 from reconciler.desired.model import Desired, SubjectKind, System, Table, TableKind
 from reconciler.desired.order import parents_first
-from reconciler.errors import ConnectorError
+from reconciler.errors import ConnectorError, DsrError
 from reconciler.observe import queries
 from reconciler.observe.match import (
     TableMatch,
@@ -33,6 +34,7 @@ from reconciler.observe.subjects import (
     subject_index,
     users_in_access,
 )
+from reconciler.outbox.boxes import Outbox, check
 from reconciler.privacy.identity import IdentityKey, hash_identity
 from reconciler.store import StateStore
 from reconciler.store.records import ExportRecord, RefreshRecord, Tombstone
@@ -47,17 +49,39 @@ def observe_all(
     key: IdentityKey,
     *,
     progress: Progress | None = None,
+    outbox: Callable[[], Outbox] | None = None,
 ) -> Observed:
-    """Every system, and dsr's own record of completed erasures, refreshes and exports."""
-    return observe(
+    """Every system, and dsr's own record of completed erasures, refreshes and exports, each
+    built package checked in `outbox` (None: packages are not looked at)."""
+    exports = store.exports()
+    observed = observe(
         desired,
         connectors,
         key,
         completed=store.tombstones(),
         refreshes=store.last_refreshes(),
-        exports=store.exports(),
+        exports=exports,
         progress=progress,
     )
+    if outbox is None:
+        return observed
+    return replace(observed, package_problems=package_problems(exports, outbox))
+
+
+def package_problems(
+    exports: Mapping[str, ExportRecord], outbox: Callable[[], Outbox]
+) -> dict[str, str]:
+    """What is wrong with each package that was built and has not expired (`outbox` gives
+    the outbox; a misplaced one is every package's problem)."""
+    waiting = [e for e in exports.values() if e.expired_at is None]
+    if not waiting:
+        return {}
+    try:
+        box = outbox()
+    except DsrError as exc:
+        return {e.request_id: f"cannot be checked: {exc}" for e in waiting}
+    found = {e.request_id: check(box, e.request_id, e.manifest_sha256) for e in waiting}
+    return {rid: problem for rid, problem in found.items() if problem}
 
 
 def observe(

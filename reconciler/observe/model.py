@@ -68,6 +68,9 @@ class Observed:
     completed: dict[str, Tombstone] = field(default_factory=dict)
     refreshes: dict[str, RefreshRecord] = field(default_factory=dict)
     exports: dict[str, ExportRecord] = field(default_factory=dict)
+    # What is wrong with a built package (missing, replaced, damaged), by request id; a
+    # request whose package is intact is not here.
+    package_problems: dict[str, str] = field(default_factory=dict)
     # User erasures whose subject is still a user in policies/access.yaml (found by keyed
     # hash, so the planner never needs the key): the two requests disagree.
     users_in_access: frozenset[str] = frozenset()
@@ -81,7 +84,12 @@ class Observed:
         if self.exports:
             out["dsr:exports"] = digest_of(
                 sorted(
-                    (e.request_id, e.manifest_sha256, str(e.expired_at))
+                    (
+                        e.request_id,
+                        e.manifest_sha256,
+                        str(e.expired_at),
+                        self.package_problems.get(e.request_id, ""),
+                    )
                     for e in self.exports.values()
                 )
             )

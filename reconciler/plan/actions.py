@@ -62,6 +62,7 @@ class Reason(StrEnum):
     ALL_STEPS_DONE = "all_steps_done"
     APPROVED = "approved"  # an export's approval counts
     EXPIRED = "expired"  # an export package's time is up
+    PACKAGE_DAMAGED = "package_damaged"  # a built package is missing, replaced or damaged
     CANCELLED = "cancelled"
 
 

@@ -49,6 +49,20 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
                     f"expired {built.expired_at:%Y-%m-%d}; the audit record stays",
                 )
             continue
+        problem = observed.package_problems.get(rid) if built is not None else None
+        rebuild: str | None = None
+        if built is not None and problem is not None:
+            # A package that is missing, replaced or damaged never counts as delivered data:
+            # built again while the request still stands, else recorded as lost.
+            why_not = _why_not_rebuilt(req, built, desired, now)
+            if why_not is None:
+                rebuild = f"the package {problem}: built again"
+                built = None
+            else:
+                lost = f"the package {problem}; {why_not}: recorded as lost"
+                out.changes.append(_expire(rid, built.path, Reason.PACKAGE_DAMAGED, lost))
+                view(RequestState.READY if req else RequestState.EXPIRED, lost, req, rid)
+                continue
         if req is None:
             # The request file is gone, but the package is still in the outbox: it expires
             # on time all the same (it holds the subject's data).
@@ -74,13 +88,13 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
         if req.cancelled:
             view(RequestState.CANCELLED, f"cancelled: {req.cancelled}")
             continue
-        approved, why = approval_status(req, desired.access)
+        approved, why = approval_status(req, desired.access, today)
         if not approved:
             view(RequestState.AWAITING_APPROVAL, why)
             continue
-        tables, problem = _tables(desired, observed, req)
-        if problem:
-            view(RequestState.BLOCKED, problem)
+        tables, unreadable = _tables(desired, observed, req)
+        if unreadable:
+            view(RequestState.BLOCKED, unreadable)
             continue
         out.changes.append(
             Change(
@@ -93,15 +107,29 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
                     if desired.settings.state_url is None
                     else f"{rid}.zip in the state store"
                 ),
-                reason=Reason.APPROVED,
-                detail=f"{why}; {len(tables)} table{'s' if len(tables) != 1 else ''}",
+                reason=Reason.PACKAGE_DAMAGED if rebuild else Reason.APPROVED,
+                detail=rebuild or f"{why}; {len(tables)} table{'s' if len(tables) != 1 else ''}",
                 params=Params(exports=tuple(tables)),
                 request=rid,
                 rows=sum(t.rows for t in tables),
             )
         )
-        view(RequestState.PENDING, why)
+        view(RequestState.PENDING, rebuild or why)
     return out
+
+
+def _why_not_rebuilt(
+    req: Request | None, built: ExportRecord, desired: Desired, now: datetime
+) -> str | None:
+    """Why a damaged package is not built again, or None when it is."""
+    if req is None:
+        return "its request file is gone"
+    if req.cancelled:
+        return "the request was cancelled"
+    if now >= built.expires_at:
+        return f"it expired {built.expires_at:%Y-%m-%d}"
+    approved, why = approval_status(req, desired.access, now.date())
+    return None if approved else why
 
 
 def _expire(rid: str, path: str, reason: Reason, detail: str) -> Change:

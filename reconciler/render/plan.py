@@ -6,9 +6,11 @@ identifier of a data subject: changes already carry only counts, table names and
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from deepdiff import DeepDiff
 
@@ -356,11 +358,23 @@ def _md(text: str) -> str:
 
 def plan_drift(saved: Plan, current: Plan) -> list[str]:
     """What planning now would do differently from a saved plan, one line per change:
-    `+` a change it would add, `-` one it would drop, `~` one whose row count moved."""
+    `+` a change it would add, `-` one it would drop, `~` one whose row count moved or whose
+    target, parameters or dependencies differ (an edited plan file shows here too)."""
 
-    def changes(plan: Plan) -> dict[str, dict[str, object]]:
+    # Dependencies on a change that only one plan has follow from that change's line.
+    both = {c.id for c in saved.changes} & {c.id for c in current.changes}
+
+    def changes(plan: Plan) -> dict[str, dict[str, Any]]:
         return {
-            c.id: {"what": f"{c.action.verb} {c.system} {c.target}", "rows": c.rows}
+            c.id: {
+                "what": f"{c.action.verb} {c.system} {c.target}",
+                "rows": c.rows,
+                "target": c.target,
+                "params": dataclasses.asdict(c.params),
+                "depends_on": [d for d in c.depends_on if d in both],
+                "action": c.action.value,
+                "system": c.system,
+            }
             for c in plan.changes
         }
 
@@ -368,12 +382,18 @@ def plan_drift(saved: Plan, current: Plan) -> list[str]:
     # threshold 0: compare key by key even when the two share few changes (DeepDiff would
     # otherwise report the whole root as one changed value, which has no path).
     diff = DeepDiff(before, after, view="tree", threshold_to_diff_deeper=0)
-    lines = []
+    lines = set()
     for item in diff.get("dictionary_item_added", []):
-        lines.append(f"+ {after[item.path(output_format='list')[0]]['what']}")
+        lines.add(f"+ {after[item.path(output_format='list')[0]]['what']}")
     for item in diff.get("dictionary_item_removed", []):
-        lines.append(f"- {before[item.path(output_format='list')[0]]['what']}")
-    for item in diff.get("values_changed", []):
-        key, field = item.path(output_format="list")[:2]
-        lines.append(f"~ {after[key]['what']}: {field} {item.t1} -> {item.t2}")
+        lines.add(f"- {before[item.path(output_format='list')[0]]['what']}")
+    for kind in ("values_changed", "type_changes", "iterable_item_added", "iterable_item_removed"):
+        for item in diff.get(kind, []):
+            key, field = item.path(output_format="list")[:2]
+            if key not in after or key not in before:
+                continue
+            if field == "rows":
+                lines.add(f"~ {after[key]['what']}: rows {item.t1} -> {item.t2}")
+            elif field != "what":
+                lines.add(f"~ {after[key]['what']}: its {field} differ in the saved plan")
     return sorted(lines)

@@ -4,7 +4,7 @@ read from the state store by the command, as text for people or as JSON for prog
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ class Snapshot:
     exports: dict[str, ExportRecord]
     last_run: RunInfo | None
     lock: LockInfo | None = None
+    package_problems: dict[str, str] = field(default_factory=dict)  # by request id
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +81,13 @@ def _request_status(desired: Desired, snap: Snapshot, rid: str, today: date) -> 
     built = snap.exports.get(rid)
     if built is not None and built.expired_at is not None:
         state, detail = RequestState.EXPIRED, f"package deleted {when(built.expired_at)}"
+    elif built is not None and rid in snap.package_problems:
+        state = RequestState.READY
+        detail = f"PROBLEM: the package {snap.package_problems[rid]}; dsr apply builds it again"
     elif built is not None:
         state, detail = RequestState.READY, f"{built.path} (expires {when(built.expires_at)})"
     elif req is not None and req.type is RequestType.EXPORT and not req.cancelled:
-        approved, why = approval_status(req, desired.access)
+        approved, why = approval_status(req, desired.access, today)
         if not approved:
             state, detail = RequestState.AWAITING_APPROVAL, why
     return RequestStatus(

@@ -58,6 +58,7 @@ from reconciler.store.tables import (
     audit_table,
     canonical_json,
     create_schema,
+    export_intents_table,
     export_packages_table,
     exports_table,
     format_time,
@@ -601,6 +602,19 @@ class SqlStateStore:
         except IntegrityError:
             return False
         return True
+
+    def record_export_intent(self, request_id: str, manifest_sha256: str, *, now: datetime) -> None:
+        values = {"manifest_sha256": manifest_sha256, "at": format_time(now)}
+        self._upsert(export_intents_table, export_intents_table.c.request_id, request_id, values)
+
+    def export_intent(self, request_id: str) -> str | None:
+        with self._read() as conn:
+            value = conn.execute(
+                sa.select(export_intents_table.c.manifest_sha256).where(
+                    export_intents_table.c.request_id == request_id
+                )
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
 
     def package(self, request_id: str) -> bytes | None:
         with self._read() as conn:

@@ -18,7 +18,7 @@ from reconciler.errors import DsrError
 from reconciler.store.records import GENESIS_HASH
 
 # 1: lock, runs, journal, audit, observations. 2: + tombstones, request_states, refreshes.
-# 3: + exports. 4: + export_packages.
+# 3: + exports. 4: + export_packages, export_intents.
 # Opening an older store creates the missing tables and moves it to this version; a newer
 # store is refused, because this dsr would not know what its tables mean.
 SCHEMA_VERSION = 4
@@ -157,6 +157,18 @@ export_packages_table = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("stored_at", sa.String(32), nullable=False),
+)
+
+
+# What a build is about to publish, written before it publishes: a package found at the
+# final place afterwards is adopted only if it is this one (a build killed after publishing),
+# never a file someone else put there.
+export_intents_table = sa.Table(
+    "export_intents",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("manifest_sha256", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
 )
 
 

@@ -19,7 +19,10 @@ from typing import Any
 
 import pytest
 
-from reconciler.apply.package import (
+from reconciler.desired.checks import outbox_problem, resolve_outbox
+from reconciler.desired.load import load_workspace
+from reconciler.errors import DsrError, ValidationFailed
+from reconciler.outbox.package import (
     ExportError,
     PackageInfo,
     TableRows,
@@ -30,9 +33,6 @@ from reconciler.apply.package import (
     read_manifest,
     verify_package,
 )
-from reconciler.desired.checks import outbox_problem, resolve_outbox
-from reconciler.desired.load import load_workspace
-from reconciler.errors import DsrError, ValidationFailed
 from reconciler.privacy.withhold import Sensitive
 
 ID = "DSR-20261120-EXP1"

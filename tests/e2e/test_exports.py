@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from e2e.test_erasure import ANA, BEA, KEEP, Env, build_schema, make_env, plan_json
-from reconciler.apply.package import TableRows, build_package, verify_package
+from reconciler.outbox.package import TableRows, build_package, verify_package
+from reconciler.store import open_store
 
 ACCESS = """\
 roles: [admin, contributor, viewer]
@@ -178,11 +179,17 @@ def test_killed_builds_are_finished_once(env: Env) -> None:
 def test_a_package_published_by_a_killed_run_is_finished_not_rebuilt(env: Env) -> None:
     file_export(env, ANA, "DSR-E-ANA")
     approve(env, "DSR-E-ANA", "erin@contoso.example")
-    # A run published the package, then died before the state store or the audit log knew.
+    # A run recorded what it would publish, published the package, then died before the
+    # export record or the audit log knew.
     made = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
     outbox = env.ws / "state/outbox"
     rows = TableRows("crm", "customers", ("id",), ((1,),))
     published = build_package(outbox, "DSR-E-ANA", [rows], generated_at=made)
+    store = open_store(f"sqlite:///{env.ws}/state/dsr.db")
+    try:
+        store.record_export_intent("DSR-E-ANA", published.manifest_sha256, now=made)
+    finally:
+        store.close()
     first = published.path.read_bytes(), published.path.stat().st_ino
     applied = env.dsr("apply", "--auto-approve")
     assert applied.exit_code == 0 and "build" in applied.output
@@ -198,6 +205,29 @@ def test_a_package_published_by_a_killed_run_is_finished_not_rebuilt(env: Env) -
     # Its expiry counts from when it was made, not from when it was finished.
     assert builds[0]["details"]["expires_at"] == (made + timedelta(days=7)).isoformat()
     assert "No changes" in env.dsr("apply", "--auto-approve").output
+
+
+def test_a_file_placed_where_the_package_goes_is_never_taken_for_it(env: Env) -> None:
+    """A zip that dsr did not write (no recorded intent) is refused, naming the request; the
+    rest of the run goes on (here: another export), and the digest never reaches the audit."""
+    file_export(env, ANA, "DSR-E-ANA")
+    approve(env, "DSR-E-ANA", "erin@contoso.example")
+    file_export(env, BEA, "DSR-E-BEA")
+    approve(env, "DSR-E-BEA", "erin@contoso.example")
+    outbox = env.ws / "state/outbox"
+    rows = TableRows("crm", "customers", ("id",), ((99,),))
+    placed = build_package(
+        outbox, "DSR-E-ANA", [rows], generated_at=datetime(2026, 11, 1, tzinfo=UTC)
+    )
+    applied = env.dsr("apply", "--auto-approve")
+    assert applied.exit_code == 1
+    assert "DSR-E-ANA: a file dsr did not write is at state/outbox/DSR-E-ANA.zip" in (
+        applied.output
+    )
+    assert "Traceback" not in applied.output
+    assert verify_package(outbox / "DSR-E-BEA.zip") == []  # the other export was built
+    audit = env.dsr("audit", "show", "--format", "json").output
+    assert placed.manifest_sha256 not in audit
 
 
 def test_expiry_deletes_the_package_and_keeps_the_audit_record(env: Env) -> None:

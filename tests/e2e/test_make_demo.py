@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from reconciler.apply.package import verify_package
+from reconciler.outbox.package import verify_package
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -41,6 +41,7 @@ from uuid import UUID
 
 from reconciler.desired.files import REQUEST_ID
 from reconciler.errors import DsrError
+from reconciler.faults import kill_point
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -108,25 +109,36 @@ def build_package(
     `generated_at` must be timezone-aware. `extra` is recorded in the manifest under "extra"
     (JSON-safe; never personal data); `expires_on` or `expires_at` in it is also shown in the
     README. A `.partial` left by a killed build is discarded and the package built again.
+    (The executor goes through `boxes.build`, which also refuses a file it did not write.)
     """
     final = package_path(outbox, request_id)
-    partial = _partial_path(outbox, request_id)
     if final.exists():
         # A run killed between publishing and tidying up may have left the partial behind.
         with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
+            _partial_path(outbox, request_id).unlink(missing_ok=True)
         return package_info(final)
     # Everything is built in memory first, so bad input leaves nothing in the outbox. A
     # subject's rows are small; a package is read back whole by its recipient anyway.
-    entries = _entries(request_id, tables, generated_at, extra)
+    data = package_bytes(request_id, tables, generated_at=generated_at, extra=extra)
+    publish_package(outbox, request_id, data)
+    return package_info(final)
+
+
+def publish_package(outbox: Path, request_id: str, data: bytes) -> bool:
+    """Write `data` as `<outbox>/<request_id>.zip`: to a hidden partial first, fsynced, then
+    given its name in one atomic step that never replaces a file. False, writing nothing, if
+    a package is there already (another run finished it meanwhile)."""
+    final = package_path(outbox, request_id)
+    partial = _partial_path(outbox, request_id)
     try:
         outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial.unlink(missing_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(_zip_bytes(entries, generated_at))
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point("package_write")
         published = _publish(partial, final)
     except OSError as exc:
         raise ExportError(f"{final}: cannot write the export package: {exc.strerror}") from None
@@ -134,15 +146,9 @@ def build_package(
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
     _fsync_directory(outbox)
-    if not published:  # another run finished it meanwhile: that one is the package
-        return package_info(final)
-    manifest = entries[MANIFEST]
-    return PackageInfo(
-        path=final,
-        manifest_sha256=hashlib.sha256(manifest).hexdigest(),
-        files=len(entries),
-        rows=sum(len(t.rows) for t in tables),
-    )
+    if published:
+        kill_point("package_rename")
+    return published
 
 
 def package_bytes(
