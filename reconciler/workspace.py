@@ -24,7 +24,7 @@ from reconciler.desired.files import SETTINGS_FILE, SYSTEMS_FILE
 from reconciler.desired.load import load_workspace
 from reconciler.desired.model import Desired, Settings, System
 from reconciler.errors import DsrError
-from reconciler.privacy.identity import IdentityKey
+from reconciler.privacy.identity import IdentityKey, derive
 from reconciler.store import StateStore, open_store
 
 ENV_PREFIX = "env:"
@@ -67,6 +67,15 @@ def identity_key(settings: Settings, environ: Mapping[str, str] | None = None) -
     raise DsrError(
         f"the identity key is not set: export {name} (named in {SETTINGS_FILE} identity.key)"
     )
+
+
+def audit_key(settings: Settings, environ: Mapping[str, str] | None = None) -> IdentityKey:
+    """The key of the audit chain: dsr.yaml `audit.key`, or one derived from the identity key
+    (a secret kept outside the state store either way)."""
+    if settings.audit_key is None:
+        return derive(identity_key(settings, environ), "audit")
+    secret = require_env(settings.audit_key, f"{SETTINGS_FILE} audit.key", environ)
+    return IdentityKey(settings.audit_key_id, secret.encode(), development=False)
 
 
 def system_url(system: System, root: Path, environ: Mapping[str, str] | None = None) -> str:
@@ -119,9 +128,20 @@ class Workspace:
 
     @contextlib.contextmanager
     def store(self, *, readonly: bool = False) -> Iterator[StateStore]:
-        """The state store; `readonly` for commands that must not write to it (plan)."""
+        """The state store; `readonly` for commands that must not write to it (plan). A
+        writer needs the audit key; a reader goes without it when it is not set here (then
+        `audit verify` says it cannot check a keyed chain)."""
+        try:
+            key: IdentityKey | None = audit_key(self.desired.settings)
+        except DsrError:
+            if not readonly:
+                raise
+            key = None
         store = open_store(
-            self.store_url(), readonly=readonly, timeouts=self.desired.settings.timeouts
+            self.store_url(),
+            readonly=readonly,
+            timeouts=self.desired.settings.timeouts,
+            audit_key=key,
         )
         try:
             yield store

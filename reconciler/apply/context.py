@@ -63,19 +63,28 @@ class Context:
     def audit(
         self, change: Change, result: ChangeResult, details: Mapping[str, Any]
     ) -> AuditRecord:
-        """The audit record of a change carried out: counts and hashes only."""
+        """Appends the audit record of a change carried out: counts and hashes only."""
+        return self.store.append_audit(self.audit_event(change, result, details))
+
+    def audit_event(
+        self, change: Change, result: ChangeResult, details: Mapping[str, Any]
+    ) -> AuditEvent:
         extra = {"error": result.message} if result.message else {}
-        return self.store.append_audit(
-            AuditEvent(
-                at=self.clock(),
-                run_id=self.run_id,
-                action=change.action.value,
-                system=change.system,
-                target=audit_target(change, self.key),
-                outcome=result.status,
-                request=change.request,
-                details={"change": change.id, "rows": result.rows, **details, **extra},
-            )
+        return AuditEvent(
+            at=self.clock(),
+            run_id=self.run_id,
+            action=change.action.value,
+            system=change.system,
+            target=audit_target(change, self.key),
+            outcome=result.status,
+            request=change.request,
+            details={
+                "change": change.id,
+                "reason": change.reason.value,
+                "rows": result.rows,
+                **details,
+                **extra,
+            },
         )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from reconciler.apply.context import ChangeResult, Context
 from reconciler.apply.handlers import HANDLERS
 from reconciler.errors import DsrError
+from reconciler.faults import kill_point
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Plan
 from reconciler.store import JournalStatus, Outcome
@@ -56,6 +57,7 @@ def apply(
         raise DsrError("the plan is refused: " + "; ".join(plan.errors))
     store, clock = ctx.store, ctx.clock
     ctx.run_id = store.begin_run(plan.id, now=clock())
+    kill_point("run_started")
     result = ApplyResult(ctx.run_id)
     ctx.done = result.results
     # change id -> (why its dependents cannot run, whether that is a failure or a wait)
@@ -74,17 +76,20 @@ def apply(
             )
         else:
             store.journal(ctx.run_id, change.id, JournalStatus.STARTED, now=clock())
+            kill_point("journal_started")
             details: dict[str, Any] | None = {}
             try:
                 outcome, details = HANDLERS[change.action](change, ctx)
             except DsrError as exc:
                 outcome = ChangeResult(change, Outcome.FAILED, message=str(exc))
+            kill_point("change_done")
             if change.action.writes and outcome.status is Outcome.SUCCEEDED:
                 ctx.changed()
             # The audit record first: a run killed between the two leaves a journal entry
             # still "started", which recovery closes unless this record already exists.
             if outcome.status in (Outcome.SUCCEEDED, Outcome.FAILED) and details is not None:
                 ctx.audit(change, outcome, details)
+                kill_point("audited")
             store.journal(
                 ctx.run_id,
                 change.id,
@@ -102,6 +107,7 @@ def apply(
         return result
     _record_request_states(plan, result, ctx)
     store.end_run(ctx.run_id, "succeeded" if result.ok else "failed", now=clock())
+    kill_point("run_ended")
     return result
 
 

@@ -19,6 +19,7 @@ from reconciler.connectors import Connector
 from reconciler.desired.files import ACCESS_FILE, SYSTEMS_FILE
 from reconciler.desired.model import PermissionsMap, System, Table
 from reconciler.errors import DsrError
+from reconciler.faults import kill_point
 from reconciler.observe.model import Match, Observed
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
@@ -144,6 +145,7 @@ def verify(change: Change, ctx: Context) -> Handled:
         where = ", ".join(f"{t} {n} row{'s' if n != 1 else ''}" for t, n in left.items())
         message = f"still present in {change.system}: {where}"
         return ChangeResult(change, Outcome.FAILED, message=message), details
+    kill_point("verified")
     return ChangeResult(change, Outcome.SUCCEEDED), details
 
 

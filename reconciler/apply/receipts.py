@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.apply.context import ChangeResult, Context, Handled
 from reconciler.errors import DsrError
+from reconciler.faults import kill_point
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
 from reconciler.store import Outcome, Tombstone
@@ -62,7 +63,6 @@ def complete(change: Change, ctx: Context) -> Handled:
         "interrupted": [r.target for r in records[last + 1 :] if r.outcome is Outcome.INTERRUPTED],
     }
     result = ChangeResult(change, Outcome.SUCCEEDED)
-    record = ctx.audit(change, result, {"receipt": receipt})
     request = ctx.desired.requests.get(rid)
     if request is not None:
         identities = tuple((i.type, i.hash) for i in request.identities)
@@ -71,5 +71,8 @@ def complete(change: Change, ctx: Context) -> Handled:
         identities, kind, systems = previous.identities, previous.subject_kind, previous.systems
     else:
         raise DsrError(f"{rid}: neither a request file nor a tombstone")
-    ctx.store.record_tombstone(Tombstone(rid, kind, identities, systems, ctx.clock(), record.hash))
+    # The receipt and the tombstone in one transaction: never one without the other.
+    tombstone = Tombstone(rid, kind, identities, systems, ctx.clock())
+    ctx.store.record_completion(ctx.audit_event(change, result, {"receipt": receipt}), tombstone)
+    kill_point("receipt")
     return result, None

@@ -165,6 +165,9 @@ def command(
                 should_stop=stop,
             )
             result = executor.apply(plan, context, progress=progress)
+            seq, digest = store.audit_head()
+    # A witness outside the store: `dsr audit verify --head SEQ:HASH` checks against it.
+    events.event("audit_head", f"audit head {seq}:{digest}", seq=seq, hash=digest)
     if fmt == "json":
         echo_json(_json_result(plan, result))
     done = sum(1 for o in result.results if o.status is Outcome.SUCCEEDED)

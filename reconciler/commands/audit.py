@@ -63,13 +63,32 @@ def show(ctx: click.Context, request: str | None, fmt: str, as_json: bool) -> No
 
 
 @command.command("verify")
+@click.option(
+    "--head",
+    "witness",
+    metavar="SEQ:HASH",
+    help="A head that a CI log witnessed (dsr apply prints it): it must still be in the chain.",
+)
 @click.pass_context
-def verify(ctx: click.Context) -> None:
-    """Check that no audit record was altered or removed."""
+def verify(ctx: click.Context, witness: str | None) -> None:
+    """Check that no audit record was altered or removed, and that the tombstones and export
+    records match the receipts and builds the log holds."""
+    seen = _witness(witness) if witness else None
     ws = workspace(ctx)
     with ws.store(readonly=True) as store:
-        problems = store.verify_audit()
+        problems = store.verify_audit(seen)
         count = len(store.audit_records())
+        seq, digest = store.audit_head()
     if problems:
         raise DsrError("the audit log failed verification:\n" + "\n".join(problems))
-    click.echo(f"audit log intact: {count} records, hash chain verified")
+    click.echo(
+        f"audit log intact: {count} records, hash chain verified; head {seq}:{digest}"
+        + (f"; witnessed head {seen[0]} found" if seen else "")
+    )
+
+
+def _witness(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise DsrError(f"--head {text}: expected SEQ:HASH, as dsr apply prints it")
+    return int(seq), digest

@@ -41,6 +41,8 @@ _SETTINGS_FIELDS = {  # (section, key) in dsr.yaml -> Settings field; absent: th
     ("identity", "key"): "identity_key",
     ("identity", "key_id"): "identity_key_id",
     ("identity", "development_key"): "development_key",
+    ("audit", "key"): "audit_key",
+    ("audit", "key_id"): "audit_key_id",
     ("deadlines", "days"): "deadline_days",
     ("exports", "outbox"): "outbox",
     ("exports", "expire_after_days"): "expire_after_days",

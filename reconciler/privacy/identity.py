@@ -47,3 +47,10 @@ def _normal(kind: str, raw: str) -> str:
     if kind == "phone":
         return "+" + _NOT_DIGIT.sub("", raw)
     return raw.strip()
+
+
+def derive(key: IdentityKey, purpose: str) -> IdentityKey:
+    """A key for another purpose, derived from `key` (HMAC of the purpose's name): one secret
+    to keep, and what one purpose hashes never doubles as another's."""
+    secret = hmac.new(key.secret, f"dsr:{purpose}".encode(), hashlib.sha256).digest()
+    return IdentityKey(f"{key.key_id}/{purpose}", secret, key.development)

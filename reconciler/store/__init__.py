@@ -10,6 +10,7 @@ expected failures are `DsrError`s (`LockTimeout` for the lock).
 from __future__ import annotations
 
 from reconciler.desired.model import DEFAULT_TIMEOUTS, Timeouts
+from reconciler.privacy.identity import IdentityKey
 from reconciler.store.protocol import StateStore
 from reconciler.store.records import (
     GENESIS_HASH,
@@ -51,7 +52,11 @@ __all__ = [
 
 
 def open_store(
-    url: str, *, readonly: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    url: str,
+    *,
+    readonly: bool = False,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    audit_key: IdentityKey | None = None,
 ) -> StateStore:
     """Open (creating tables if missing) the store at a SQLAlchemy URL.
 
@@ -59,8 +64,9 @@ def open_store(
     `postgresql+psycopg://user@host/db`. Raises `DsrError` if the URL is invalid or the
     database cannot be reached. `readonly` never writes (a plan on a pull request may run
     with a role that can only read): a store that does not exist yet reads as empty.
+    `audit_key` keys the audit chain (a secret kept outside the store; see store/chain.py).
     """
     # Imported here so that importing the contract does not import SQLAlchemy.
     from reconciler.store.sql import SqlStateStore
 
-    return SqlStateStore.open(url, readonly=readonly, timeouts=timeouts)
+    return SqlStateStore.open(url, readonly=readonly, timeouts=timeouts, audit_key=audit_key)

@@ -87,10 +87,20 @@ class StateStore(Protocol):
     # --- the audit log: append-only, hash-chained ---
     def append_audit(self, event: AuditEvent) -> AuditRecord: ...
 
+    def record_completion(self, event: AuditEvent, tombstone: Tombstone) -> AuditRecord:
+        """An erasure's receipt and its tombstone (pointing at it), in one transaction."""
+        ...
+
     def audit_records(self, request: str | None = None) -> list[AuditRecord]: ...
 
-    def verify_audit(self) -> list[str]:
-        """Problems found in the audit chain, one line each; [] means it is intact."""
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last audit record, for a CI log to witness."""
+        ...
+
+    def verify_audit(self, witness: tuple[int, str] | None = None) -> list[str]:
+        """Problems found in the audit chain and in the state it vouches for (tombstones,
+        export records), one line each; [] means it is intact. `witness`: a head seen
+        earlier (in a CI log), which must still be in the chain."""
         ...
 
     # --- observations ---

@@ -31,10 +31,20 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from reconciler.connectors.engine import create_engine, describe_failure, scrub_url
 from reconciler.desired.model import DEFAULT_TIMEOUTS, SubjectKind, Timeouts
 from reconciler.errors import DsrError
+from reconciler.privacy.identity import IdentityKey
 from reconciler.privacy.withhold import withhold_values
-from reconciler.store.chain import StoredRecord, audit_hash, chain_problems
+from reconciler.store.chain import (
+    Head,
+    StoredRecord,
+    audit_hash,
+    chain_problems,
+    cross_problems,
+    head_mac,
+    witness_problems,
+)
 from reconciler.store.locks import StoreLock
 from reconciler.store.records import (
+    GENESIS_HASH,
     IDENTITY_HASH_PATTERN,
     AuditEvent,
     AuditRecord,
@@ -77,6 +87,25 @@ _IDENTITY_HASH = re.compile(IDENTITY_HASH_PATTERN)
 _BEGIN_OPTION = "dsr_sqlite_begin"
 
 
+# Rows of store_meta that keep the audit chain's keying (the key itself never is here).
+META_KEY_ID = "audit_key_id"
+META_KEYED_FROM = "audit_keyed_from"
+META_HEAD_MAC = "audit_head_mac"
+
+
+def _meta(conn: Connection, key: str) -> str | None:
+    value = conn.execute(
+        sa.select(meta_table.c.value).where(meta_table.c.key == key)
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    done = conn.execute(sa.update(meta_table).where(meta_table.c.key == key).values(value=value))
+    if done.rowcount == 0:
+        conn.execute(sa.insert(meta_table).values(key=key, value=value))
+
+
 class StoreError(DsrError):
     """The state store could not be reached, or refused what was asked of it."""
 
@@ -84,9 +113,15 @@ class StoreError(DsrError):
 class SqlStateStore:
     """`StateStore` on a SQLAlchemy engine. Build it with `open_store`."""
 
-    def __init__(self, engine: Engine, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        audit_key: IdentityKey | None = None,
+    ) -> None:
         self._engine = engine
         self._timeouts = timeouts
+        self._audit_key = audit_key
         self._sqlite = engine.dialect.name == "sqlite"
         self._lock = StoreLock(engine, self._write)
 
@@ -94,7 +129,12 @@ class SqlStateStore:
 
     @classmethod
     def open(
-        cls, url: str, *, readonly: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS
+        cls,
+        url: str,
+        *,
+        readonly: bool = False,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        audit_key: IdentityKey | None = None,
     ) -> SqlStateStore:
         """The store at `url`, its tables created or moved to this version; `readonly`: as it
         is, never written (a dry run's plan), and an empty store when there is none yet."""
@@ -106,7 +146,7 @@ class SqlStateStore:
         database = parsed.database or ""
         on_disk = sqlite and database not in ("", ":memory:") and not database.startswith("file:")
         if readonly and on_disk and not Path(database).is_file():
-            return cls.open("sqlite://")  # nothing applied yet: an empty store, in memory
+            return cls.open("sqlite://", audit_key=audit_key)  # nothing applied yet: empty
         if on_disk:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # Read-only: the server refuses every write, whatever the role may do.
@@ -117,13 +157,13 @@ class SqlStateStore:
             raise DsrError(f"state store {scrub_url(parsed)}: {exc}") from None
         if engine.dialect.name == "sqlite":
             _share_sqlite_file(engine)
-        store = cls(engine, timeouts)
+        store = cls(engine, timeouts, audit_key)
         try:
             if not readonly:
                 store._create_schema()
             elif not store._check_schema():
                 engine.dispose()
-                return cls.open("sqlite://")
+                return cls.open("sqlite://", audit_key=audit_key)
         except StoreError as exc:
             engine.dispose()
             raise DsrError(f"cannot open the state store {scrub_url(parsed)}: {exc}") from None
@@ -154,9 +194,10 @@ class SqlStateStore:
                 with self._write() as conn:
                     create_schema(conn)
                 return
-            except StoreError:
+            except (StoreError, IntegrityError):
                 # Another process created the same tables between our check and our CREATE
-                # (possible on PostgreSQL); the second pass finds them.
+                # (possible on PostgreSQL: a unique violation in its catalog); the second
+                # pass finds them.
                 if attempt == 1:
                     raise
 
@@ -312,40 +353,63 @@ class SqlStateStore:
     # --- the audit log -------------------------------------------------------------------
 
     def append_audit(self, event: AuditEvent) -> AuditRecord:
+        with self._write() as conn:
+            return self._append(conn, event)
+
+    def record_completion(self, event: AuditEvent, tombstone: Tombstone) -> AuditRecord:
+        """The receipt of an erasure and its tombstone, in one transaction: a run killed in
+        between leaves both or neither, so the next run never writes a second receipt."""
+        values = self._tombstone_values(tombstone)
+        with self._write() as conn:
+            record = self._append(conn, event)
+            values["receipt_hash"] = record.hash
+            key = tombstones_table.c.request_id
+            done = conn.execute(
+                sa.update(tombstones_table).where(key == tombstone.request_id).values(**values)
+            )
+            if done.rowcount == 0:
+                conn.execute(
+                    sa.insert(tombstones_table).values(request_id=tombstone.request_id, **values)
+                )
+        return record
+
+    def _append(self, conn: Connection, event: AuditEvent) -> AuditRecord:
         details_json = canonical_json(event.details)
         details: dict[str, Any] = json.loads(details_json)  # a private copy, as stored
         at = format_time(event.at)
-        with self._write() as conn:
-            head = conn.execute(
-                sa.select(audit_head_table.c.seq, audit_head_table.c.hash)
-                .where(audit_head_table.c.id == HEAD_ID)
-                .with_for_update()
-            ).first()
-            if head is None:
-                raise DsrError("the audit log has no head row: run `dsr audit verify`")
-            seq = int(head.seq) + 1
-            prev_hash = str(head.hash)
-            fields: dict[str, Any] = {
-                "seq": seq,
-                "at": at,
-                "run_id": event.run_id,
-                "action": event.action,
-                "system": event.system,
-                "target": event.target,
-                "outcome": event.outcome,
-                "request": event.request,
-                "details": details,
-                "prev_hash": prev_hash,
-            }
-            digest = audit_hash(fields)
-            conn.execute(
-                sa.insert(audit_table).values(**{**fields, "details": details_json, "hash": digest})
-            )
-            conn.execute(
-                sa.update(audit_head_table)
-                .where(audit_head_table.c.id == HEAD_ID)
-                .values(seq=seq, hash=digest)
-            )
+        head = conn.execute(
+            sa.select(audit_head_table.c.seq, audit_head_table.c.hash)
+            .where(audit_head_table.c.id == HEAD_ID)
+            .with_for_update()
+        ).first()
+        if head is None:
+            raise DsrError("the audit log has no head row: run `dsr audit verify`")
+        key = self._audit_secret(conn, int(head.seq) + 1)
+        seq = int(head.seq) + 1
+        prev_hash = str(head.hash)
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "at": at,
+            "run_id": event.run_id,
+            "action": event.action,
+            "system": event.system,
+            "target": event.target,
+            "outcome": Outcome(event.outcome),
+            "request": event.request,
+            "details": details,
+            "prev_hash": prev_hash,
+        }
+        digest = audit_hash(fields, key)
+        conn.execute(
+            sa.insert(audit_table).values(**{**fields, "details": details_json, "hash": digest})
+        )
+        conn.execute(
+            sa.update(audit_head_table)
+            .where(audit_head_table.c.id == HEAD_ID)
+            .values(seq=seq, hash=digest)
+        )
+        if key is not None:
+            _set_meta(conn, META_HEAD_MAC, head_mac(seq, digest, key))
         return AuditRecord(
             seq=seq,
             at=parse_time(at),
@@ -359,6 +423,28 @@ class SqlStateStore:
             prev_hash=prev_hash,
             hash=digest,
         )
+
+    def _audit_secret(self, conn: Connection, next_seq: int) -> bytes | None:
+        """The key the next record is hashed with: the store's audit key, once the chain is
+        keyed (it becomes keyed with the first record appended while a key is given); a
+        keyed chain refuses a record without its key, or with another one."""
+        key_id = _meta(conn, META_KEY_ID)
+        if self._audit_key is None:
+            if key_id is not None:
+                raise DsrError(
+                    f"the audit chain is keyed (key id {key_id}); dsr needs the audit key "
+                    "(dsr.yaml audit.key) to append to it"
+                )
+            return None
+        if key_id is None:
+            _set_meta(conn, META_KEY_ID, self._audit_key.key_id)
+            _set_meta(conn, META_KEYED_FROM, str(next_seq))
+        elif key_id != self._audit_key.key_id:
+            raise DsrError(
+                f"the audit chain is keyed with key id {key_id}, but dsr.yaml audit.key_id is "
+                f"{self._audit_key.key_id}"
+            )
+        return self._audit_key.secret
 
     def audit_records(self, request: str | None = None) -> list[AuditRecord]:
         query = sa.select(audit_table).order_by(audit_table.c.seq)
@@ -383,16 +469,51 @@ class SqlStateStore:
             for row in rows
         ]
 
-    def verify_audit(self) -> list[str]:
-        with self._snapshot() as conn:
-            # One snapshot for the head and the records, so they match even while another
-            # run appends; no row lock, so a read-only role (and transaction) may verify.
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record: what a CI log should witness after each apply."""
+        with self._read() as conn:
             head = conn.execute(
                 sa.select(audit_head_table.c.seq, audit_head_table.c.hash).where(
                     audit_head_table.c.id == HEAD_ID
                 )
             ).first()
+        return (int(head.seq), str(head.hash)) if head is not None else (0, GENESIS_HASH)
+
+    def verify_audit(self, witness: tuple[int, str] | None = None) -> list[str]:
+        with self._snapshot() as conn:
+            # One snapshot for the head, the records and the state they vouch for, so they
+            # match even while another run appends; no row lock, so a read-only role (and
+            # transaction) may verify.
+            row = conn.execute(
+                sa.select(audit_head_table.c.seq, audit_head_table.c.hash).where(
+                    audit_head_table.c.id == HEAD_ID
+                )
+            ).first()
+            keyed_from = _meta(conn, META_KEYED_FROM)
+            key_id = _meta(conn, META_KEY_ID)
+            head = (
+                None
+                if row is None
+                else Head(
+                    int(row.seq),
+                    str(row.hash),
+                    _meta(conn, META_HEAD_MAC),
+                    int(keyed_from) if keyed_from is not None else None,
+                )
+            )
             rows = conn.execute(sa.select(audit_table).order_by(audit_table.c.seq)).all()
+            receipts = {
+                r.request_id: r.receipt_hash
+                for r in conn.execute(
+                    sa.select(tombstones_table.c.request_id, tombstones_table.c.receipt_hash)
+                )
+            }
+            built = {
+                r.request_id: r.manifest_sha256
+                for r in conn.execute(
+                    sa.select(exports_table.c.request_id, exports_table.c.manifest_sha256)
+                )
+            }
         records = [
             StoredRecord(
                 int(r.seq),
@@ -409,7 +530,21 @@ class SqlStateStore:
             )
             for r in rows
         ]
-        return chain_problems(records, None if head is None else (int(head.seq), str(head.hash)))
+        key = None
+        problems: list[str] = []
+        if key_id is not None and self._audit_key is not None:
+            if key_id != self._audit_key.key_id:
+                problems.append(
+                    f"the audit chain is keyed with key id {key_id}, but dsr.yaml audit.key_id "
+                    f"is {self._audit_key.key_id}"
+                )
+            else:
+                key = self._audit_key.secret
+        problems += chain_problems(records, head, key)
+        problems += cross_problems(records, receipts, built)
+        if witness is not None:
+            problems += witness_problems(records, witness)
+        return problems
 
     # --- observations --------------------------------------------------------------------
 
@@ -459,7 +594,12 @@ class SqlStateStore:
                     f"tombstone {tombstone.request_id}: identity {n} ({kind}) is not an "
                     "hmac-sha256:<key id>:<hex> hash"
                 )
-        values = {
+        values = self._tombstone_values(tombstone)
+        self._upsert(tombstones_table, tombstones_table.c.request_id, tombstone.request_id, values)
+
+    @staticmethod
+    def _tombstone_values(tombstone: Tombstone) -> dict[str, Any]:
+        return {
             "subject_kind": member(
                 SubjectKind,
                 tombstone.subject_kind,
@@ -470,7 +610,6 @@ class SqlStateStore:
             "completed_at": format_time(tombstone.completed_at),
             "receipt_hash": tombstone.receipt_hash,
         }
-        self._upsert(tombstones_table, tombstones_table.c.request_id, tombstone.request_id, values)
 
     def tombstones(self) -> dict[str, Tombstone]:
         with self._read() as conn:

@@ -259,8 +259,9 @@ def test_state_store_in_postgresql_shared_by_runners(
         "DSR_STATE_URL", postgres_url.replace("postgresql+psycopg://", "postgresql://")
     )
     procs = [dsr_process(demo_workspace, "apply", "--auto-approve") for _ in range(2)]
-    outputs = [p.communicate(timeout=120)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    results = [p.communicate(timeout=120) for p in procs]
+    outputs = [out for out, _ in results]
+    assert [p.returncode for p in procs] == [0, 0], results
     assert sum("Apply complete: 3 changes" in o for o in outputs) == 1
     assert not (demo_workspace / "state/dsr.db").exists()
     verified = dsr(demo_workspace, "audit", "verify")
