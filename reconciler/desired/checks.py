@@ -237,10 +237,22 @@ def _request_dates(doc: Document, problems: list[Diagnostic]) -> dict[JsonPath, 
         for part in path:
             text = text[part]
         try:
-            found[path] = date.fromisoformat(text)
+            day = date.fromisoformat(text)
         except ValueError:
             problems.append(doc.problem(path, f"'{text}' is not a valid date"))
+            continue
+        if not EARLIEST_DATE <= day <= LATEST_DATE:
+            problems.append(
+                doc.problem(path, f"{day} is not between {EARLIEST_DATE} and {LATEST_DATE}")
+            )
+            continue
+        found[path] = day
     return found
+
+
+# Dates a request may hold: anything outside is a typo (and would overflow deadlines).
+EARLIEST_DATE = date(1990, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
 
 
 def outbox_problem(root: Path, outbox: str) -> str | None:

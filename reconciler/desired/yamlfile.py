@@ -11,11 +11,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
-from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
+from yaml.error import Mark
 from yaml.reader import ReaderError
 
 from reconciler.errors import Diagnostic
@@ -63,11 +63,52 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]
     """
     lines: dict[JsonPath, int] = {(): 1}
     duplicates: list[Diagnostic] = []
+    if len(text) > MAX_CHARACTERS:
+        limit = f"{MAX_CHARACTERS:,} characters"
+        return None, [Diagnostic(file, None, "", f"is larger than {limit}: not a policy file")]
     try:
+        _screen(text)
         data = _load(text, file, lines, duplicates)
     except yaml.YAMLError as exc:
         return None, [_syntax_problem(file, text, exc)]
     return Document(file, data, _plain(data), lines), duplicates
+
+
+# Bounds on what a policy file may be: no input may reach the user as a traceback, take
+# minutes, or take gigabytes (an alias bomb is nine lines long).
+MAX_CHARACTERS = 1_000_000
+MAX_DEPTH = 64
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a policy file may not use."""
+
+
+def _screen(text: str) -> None:
+    """Refuses anchors and aliases (`&name`, `*name`: an alias bomb expands a few lines into
+    gigabytes) and nesting deeper than MAX_DEPTH, before anything is built. libyaml's event
+    parser is iterative, so this pass itself is bounded by the file's size."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Parser):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed in policy files: write "
+                "the values out",
+                cast(Mark, event.start_mark),
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                where = cast(Mark, event.start_mark)
+                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", where)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+# libyaml (C) when PyYAML has it, for the speed of loading a thousand request files.
+_Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _load(text: str, file: str, lines: dict[JsonPath, int], duplicates: list[Diagnostic]) -> Any:
@@ -77,26 +118,26 @@ def _load(text: str, file: str, lines: dict[JsonPath, int], duplicates: list[Dia
         if node is None:
             return {}
         lines[()] = node.start_mark.line + 1
-        _index(node, (), file, lines, duplicates, set())
+        _index(node, (), file, lines, duplicates)
         return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
-class _Loader(yaml.SafeLoader):
-    """A SafeLoader whose mapping keys are the text as written: `on:` is 'on', not True."""
+class _Loader(_Parser):  # type: ignore[misc]
+    """A safe loader whose mapping keys are the text as written: `on:` is 'on', not True."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         self.flatten_mapping(node)
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 key_node.tag = _STR_TAG
-        return super().construct_mapping(node, deep)
+        return cast(dict[Hashable, Any], super().construct_mapping(node, deep))
 
     def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> date:
         # `2026-02-30` looks like a date to YAML but is none: PyYAML raises a bare ValueError.
         try:
-            return super().construct_yaml_timestamp(node)
+            return cast(date, super().construct_yaml_timestamp(node))
         except ValueError as exc:
             raise ConstructorError(
                 None, None, f"'{node.value}' is not a valid date ({exc})", node.start_mark
@@ -112,14 +153,9 @@ def _index(
     file: str,
     lines: dict[JsonPath, int],
     duplicates: list[Diagnostic],
-    open_nodes: set[int],
 ) -> None:
-    """Record the line of every key and item under `node`, and report duplicate keys."""
-    if id(node) in open_nodes:  # `&a [*a]`: the data would be infinite
-        raise ComposerError(
-            None, None, "an alias refers to a node that contains it", node.start_mark
-        )
-    open_nodes.add(id(node))
+    """Record the line of every key and item under `node`, and report duplicate keys. (The
+    tree is at most MAX_DEPTH deep and shares no node: `_screen` refused aliases.)"""
     if isinstance(node, yaml.MappingNode):
         first: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -138,12 +174,11 @@ def _index(
                 )
             first.setdefault(key, line)
             lines[child] = line
-            _index(value_node, child, file, lines, duplicates, open_nodes)
+            _index(value_node, child, file, lines, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
-            _index(item, (*path, i), file, lines, duplicates, open_nodes)
-    open_nodes.discard(id(node))
+            _index(item, (*path, i), file, lines, duplicates)
 
 
 def _syntax_problem(file: str, text: str, exc: yaml.YAMLError) -> Diagnostic:

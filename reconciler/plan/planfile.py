@@ -173,11 +173,21 @@ def write_plan(plan: Plan, path: Path) -> None:
         raise DsrError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
 
 
+_VALIDATOR = jsonschema.Draft202012Validator(load_schema("plan"))
+
+# A plan of a thousand requests is a few megabytes; anything far larger is not one of ours.
+MAX_BYTES = 64 * 1024 * 1024
+
+
 def read_plan(path: Path) -> Plan:
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise DsrError(f"{path}: larger than {MAX_BYTES // 2**20} MiB: not a plan file")
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise DsrError(f"{path}: no such plan file") from None
+    except RecursionError:
+        raise DsrError(f"{path}: not a plan file (nested too deeply)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DsrError(f"{path}: not a plan file ({exc})") from None
     if isinstance(data, dict) and data.get("format_version") != FORMAT_VERSION:
@@ -185,9 +195,10 @@ def read_plan(path: Path) -> Plan:
             f"{path}: plan format version {data.get('format_version')!r} is not supported "
             f"(this dsr reads version {FORMAT_VERSION}); run dsr plan again"
         )
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(load_schema("plan")).iter_errors(data)
-    )
+    try:
+        error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(data))
+    except RecursionError:
+        raise DsrError(f"{path}: not a plan file (nested too deeply)") from None
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top)"
         raise DsrError(f"{path}: not a valid plan file: {where}: {error.message}")

@@ -238,7 +238,8 @@ def test_yaml_keeps_dates_and_validates_them_as_iso_strings() -> None:
     [
         (
             "systems:\n  crm:\n    role: source\n     url: x\n",
-            "policies/systems.yaml:4: invalid YAML: mapping values are not allowed here",
+            # libyaml's words (PyYAML's own parser said "... allowed here")
+            "policies/systems.yaml:4: invalid YAML: mapping values are not allowed in this context",
         ),
         (
             "systems:\n  crm: {role: source,\n\n  url: 'x}\n",
@@ -252,11 +253,13 @@ def test_yaml_keeps_dates_and_validates_them_as_iso_strings() -> None:
         ),
         (
             "systems:\n  crm: *crm\n",
-            "policies/systems.yaml:2: invalid YAML: found undefined alias 'crm'",
+            "policies/systems.yaml:2: invalid YAML: anchors and aliases (&name, *name) are"
+            " not allowed in policy files: write the values out",
         ),
         (
             "systems: &s [*s]\n",
-            "policies/systems.yaml:1: invalid YAML: an alias refers to a node that contains it",
+            "policies/systems.yaml:1: invalid YAML: anchors and aliases (&name, *name) are"
+            " not allowed in policy files: write the values out",
         ),
         (
             "systems: !!python/object:os.system {}\n",
@@ -268,6 +271,43 @@ def test_yaml_keeps_dates_and_validates_them_as_iso_strings() -> None:
 )
 def test_malformed_yaml_names_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
     assert problems(make_workspace(tmp_path, systems=text)) == [expected]
+
+
+ALIAS_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_an_alias_bomb_is_refused_at_its_first_anchor(tmp_path: Path) -> None:
+    """Nine lines that expand to 387 million strings: refused before anything is built."""
+    assert problems(make_workspace(tmp_path, systems=ALIAS_BOMB)) == [
+        "policies/systems.yaml:1: invalid YAML: anchors and aliases (&name, *name) are not "
+        "allowed in policy files: write the values out"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 200 + "]" * 200, "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 80))]
+)
+def test_deep_nesting_is_refused_with_its_line(tmp_path: Path, text: str) -> None:
+    (found,) = problems(make_workspace(tmp_path, systems=text))
+    assert found.startswith("policies/systems.yaml:")
+    assert found.endswith("invalid YAML: nested more than 64 levels deep")
+
+
+def test_a_huge_file_is_refused(tmp_path: Path) -> None:
+    text = "systems: {}\n# " + "x" * 1_000_001 + "\n"
+    assert problems(make_workspace(tmp_path, systems=text)) == [
+        "policies/systems.yaml: is larger than 1,000,000 characters: not a policy file"
+    ]
 
 
 def test_duplicate_key_is_reported_at_its_second_occurrence(tmp_path: Path) -> None:
@@ -668,3 +708,42 @@ def test_schemas_are_draft_2020_12_and_document_every_property(name: str) -> Non
     assert schema["title"] and schema["description"]
     assert [path for path, sub in _properties(schema) if not sub.get("description")] == []
     assert load_schema(name) is schema  # cached
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("received", "9999-12-31", "received: 9999-12-31 is not between 1990-01-01 and 2199-12-31"),
+        ("received", "1899-01-01", "received: 1899-01-01 is not between 1990-01-01 and 2199-12-31"),
+    ],
+)
+def test_a_date_out_of_range_is_reported_not_raised(
+    demo_workspace: Path, field: str, value: str, expected: str
+) -> None:
+    """`received: 9999-12-31` raised 'year 10000 is out of range' from the deadline rule."""
+    requests = demo_workspace / "policies/requests"
+    requests.mkdir()
+    (requests / "DSR-D-1.yaml").write_text(
+        "id: DSR-D-1\ntype: erasure\n"
+        "subject: {kind: customer, identities: [{type: email, hash: "
+        f"'hmac-sha256:dev:{'ab' * 32}'}}]}}\n"
+        f"{field}: {value}\nrequested_by: dpo@x.example\nsystems: all\n"
+    )
+    with pytest.raises(ValidationFailed) as failed:
+        load_workspace(demo_workspace)
+    assert [str(d) for d in failed.value.diagnostics] == [
+        f"policies/requests/DSR-D-1.yaml:4: {expected}"
+    ]
+
+
+def test_an_expiry_beyond_ten_years_is_reported(demo_workspace: Path) -> None:
+    """`expire_after_days: 999999999` passed validate, then overflowed in apply."""
+    settings = demo_workspace / "dsr.yaml"
+    settings.write_text(
+        settings.read_text().replace("expire_after_days: 30", "expire_after_days: 999999999")
+    )
+    with pytest.raises(ValidationFailed) as failed:
+        load_workspace(demo_workspace)
+    (problem,) = [str(d) for d in failed.value.diagnostics]
+    assert problem.startswith("dsr.yaml:")
+    assert "exports.expire_after_days: must be at most 3650, not 999999999" in problem
