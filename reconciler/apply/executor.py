@@ -24,7 +24,7 @@ from reconciler.errors import DsrError
 from reconciler.faults import kill_point
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Plan
-from reconciler.store import JournalStatus, Outcome
+from reconciler.store import Fact, FactKind, JournalStatus, Outcome
 from reconciler.store.records import RequestState
 
 
@@ -135,7 +135,7 @@ def _record_request_states(plan: Plan, result: ApplyResult, ctx: Context) -> Non
     now = ctx.clock()
     for view in plan.requests:
         outcomes = by_request.get(view.id, [])
-        succeeded = {o.change.action for o in outcomes if o.status is Outcome.SUCCEEDED}
+        done = {o.change.action: o for o in outcomes if o.status is Outcome.SUCCEEDED}
         bad = [o for o in outcomes if o.status in (Outcome.FAILED, Outcome.SKIPPED)]
         waiting = [
             o
@@ -143,12 +143,15 @@ def _record_request_states(plan: Plan, result: ApplyResult, ctx: Context) -> Non
             if o.status is Outcome.WAITING and o.change.action is Action.AWAIT_SOURCE
         ]
         detail: str | None = None
-        if Action.EXPIRE_EXPORT in succeeded:
-            state = RequestState.EXPIRED
-        elif Action.BUILD_EXPORT in succeeded:
-            state = RequestState.READY
-        elif Action.COMPLETE in succeeded:
-            state = RequestState.COMPLETED
+        if Action.EXPIRE_EXPORT in done:
+            delivered = done[Action.EXPIRE_EXPORT].change.params.delivered
+            state = RequestState.DELIVERED if delivered else RequestState.EXPIRED
+        elif Action.BUILD_EXPORT in done:
+            empty = done[Action.BUILD_EXPORT].rows == 0
+            state = RequestState.NO_DATA_FOUND if empty else RequestState.READY
+        elif Action.COMPLETE in done:
+            nothing = done[Action.COMPLETE].change.params.no_data_found
+            state = RequestState.NO_DATA_FOUND if nothing else RequestState.COMPLETED
         elif waiting:
             state = RequestState.WAITING
             detail = "; ".join(f"{o.change.system}: {o.change.target}" for o in waiting)
@@ -157,3 +160,26 @@ def _record_request_states(plan: Plan, result: ApplyResult, ctx: Context) -> Non
         else:
             state, detail = view.state, view.note
         ctx.store.set_request_state(view.id, state, now=now, detail=detail)
+        if Action.COMPLETE not in done:
+            ctx.store.record_facts(view.id, _facts(outcomes), now=now)
+
+
+def _facts(outcomes: list[ChangeResult]) -> list[Fact]:
+    """What this run saw or did for a request that is still open, for its receipt later:
+    rows deleted, masked or purged; rows its sources' owners must delete; rows retained."""
+    facts: list[Fact] = []
+    for o in outcomes:
+        c = o.change
+        if c.action in _ACTED and o.status is Outcome.SUCCEEDED and o.rows:
+            facts.append(Fact(FactKind.ACTED, c.system, c.params.table or "", o.rows))
+        elif c.action is Action.AWAIT_SOURCE:
+            facts += [Fact(FactKind.AWAITED, t.system, t.table, t.rows) for t in c.params.awaited]
+        elif c.action is Action.COMPLETE:
+            facts += [
+                Fact(FactKind.RETAINED, r.system, r.table, r.rows, r.reason, r.masked)
+                for r in c.params.retained
+            ]
+    return facts
+
+
+_ACTED = (Action.DELETE_ROWS, Action.MASK_ROWS, Action.PURGE_LOGS)

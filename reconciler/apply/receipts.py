@@ -1,14 +1,17 @@
-"""Completing an erasure: the receipt in the audit log, then the tombstone in the state store.
+"""Completing an erasure: its receipt in the audit log and its tombstone, in one transaction.
 
-The receipt is the evidence a DPO shows: per table the rows deleted, masked, purged and
-retained (with the reason), the refreshes of this run, and where the subject was verified
-absent. It is built from the audit records written since the last completion, so a run that
-was killed between a receipt and its tombstone is covered again by the next receipt.
+The receipt is the evidence a DPO shows, whatever path the request took: the outcome
+(erased, or no data found), the due date and how late it was, per table the rows deleted,
+masked, purged, retained (with the reason) and deleted by a source's owner, the refreshes,
+and where the subject was verified absent (schemas/receipt.schema.json). Counts come from the
+audit records since the request's last receipt; what an earlier run saw and a later one
+cannot (rows behind a parent deleted since, rows an owner deleted) from the request's facts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date
 from typing import Any
 
 from reconciler.apply.context import ChangeResult, Context, Handled
@@ -16,7 +19,9 @@ from reconciler.errors import DsrError
 from reconciler.faults import kill_point
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
-from reconciler.store import Outcome, Tombstone
+from reconciler.store import FactKind, Outcome, Tombstone
+
+RECEIPT_FORMAT = 2  # schemas/receipt.schema.json
 
 # audit action -> the receipt's count it adds to
 _COUNTED: dict[str, str] = {
@@ -43,18 +48,40 @@ def complete(change: Change, ctx: Context) -> Handled:
         if counted:
             entry = tables[f"{r.system}.{r.details.get('table')}"]
             entry[counted] = entry.get(counted, 0) + int(r.details.get("rows", 0))
-    for kept in change.params.retained:
-        entry = tables[f"{kept.system}.{kept.table}"]
-        entry["retained"] = kept.rows
-        entry["reason"] = kept.reason
+    # Rows kept, as seen in this run or (behind a parent deleted earlier) in an earlier one.
+    facts = ctx.observed.facts.get(rid, ())
+    kept = {(f.system, f.table): (f.rows, f.reason) for f in facts if f.kind is FactKind.RETAINED}
+    kept |= {(k.system, k.table): (k.rows, k.reason) for k in change.params.retained}
+    for (system, table), (rows, why) in sorted(kept.items()):
+        entry = tables[f"{system}.{table}"]
+        entry["retained"] = rows
+        entry["reason"] = why
+    for f in facts:
+        if f.kind is FactKind.AWAITED:  # gone now: verification below proves it
+            tables[f"{f.system}.{f.table}"]["deleted_by_owner"] = f.rows
     scope = set(change.params.systems)
+    # The last refresh of each system the request covers: the one its data went with.
     refreshes = {
-        o.change.system: o.status.value
+        name: {"status": r.status.value, "at": r.at.isoformat(timespec="seconds")}
+        for name, r in sorted(ctx.observed.refreshes.items())
+        if name in scope
+    }
+    refreshes |= {
+        o.change.system: {"status": o.status.value, "at": ctx.clock().isoformat(timespec="seconds")}
         for o in ctx.done
         if o.change.action is Action.REFRESH and o.change.system in scope
     }
     verified = sorted(r.system for r in since if r.action == Action.VERIFY)
+    completed_on = ctx.clock().date()
+    due = date.fromisoformat(change.params.due) if change.params.due else None
+    late = (completed_on - due).days if due is not None and completed_on > due else 0
     receipt = {
+        "format_version": RECEIPT_FORMAT,
+        "request": rid,
+        "outcome": "no data found" if change.params.no_data_found else "erased",
+        "due": due.isoformat() if due else None,
+        "completed_on": completed_on.isoformat(),
+        "late_by_days": late,
         "tables": dict(sorted(tables.items())),
         "refreshes": refreshes,
         "verified": verified,

@@ -180,5 +180,10 @@ def build_request(doc: Document, deadline_days: int | None) -> Request:
         approvals=tuple(
             Approval(by=a["by"], at=date.fromisoformat(a["at"])) for a in data.get("approvals", ())
         ),
+        delivered=(
+            Approval(by=data["delivered"]["by"], at=date.fromisoformat(data["delivered"]["at"]))
+            if "delivered" in data
+            else None
+        ),
         file=doc.file,
     )

@@ -207,6 +207,12 @@ def check_request(
                 )
             )
         first_seen.setdefault(identity["hash"], i)
+    if "delivered" in data and data["type"] != "export":
+        problems.append(
+            doc.problem(
+                ("delivered",), f"only exports are delivered; this request is an {data['type']}"
+            )
+        )
     if "approvals" in data and data["type"] != "export":
         problems.append(
             doc.problem(
@@ -231,6 +237,8 @@ def _request_dates(doc: Document, problems: list[Diagnostic]) -> dict[JsonPath, 
     if "extension" in doc.plain:
         paths += [("extension", "due"), ("extension", "subject_told")]
     paths += [("approvals", i, "at") for i in range(len(doc.plain.get("approvals", ())))]
+    if "delivered" in doc.plain:
+        paths.append(("delivered", "at"))
     found: dict[JsonPath, date] = {}
     for path in paths:
         text: Any = doc.plain

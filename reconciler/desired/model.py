@@ -173,6 +173,8 @@ class Extension:
 
 @dataclass(frozen=True, slots=True)
 class Approval:
+    """Someone's recorded act on a request, and its day: an approval, or a delivery."""
+
     by: str
     at: date
 
@@ -191,6 +193,7 @@ class Request:
     legal_hold: str | None = None
     cancelled: str | None = None
     approvals: tuple[Approval, ...] = ()
+    delivered: Approval | None = None  # exports: who handed the package over, and when
     file: str = ""  # workspace-relative path of the request file
 
 

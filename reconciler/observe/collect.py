@@ -63,9 +63,10 @@ def observe_all(
         exports=exports,
         progress=progress,
     )
+    facts = store.request_facts()
     if outbox is None:
-        return observed
-    return replace(observed, package_problems=package_problems(exports, outbox))
+        return replace(observed, facts=facts)
+    return replace(observed, facts=facts, package_problems=package_problems(exports, outbox))
 
 
 def package_problems(

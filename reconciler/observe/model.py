@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.connectors.reflection import SchemaInfo
 from reconciler.desired.model import digest_of
-from reconciler.store.records import ExportRecord, RefreshRecord, Tombstone
+from reconciler.store.records import ExportRecord, Fact, RefreshRecord, Tombstone
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,8 @@ class Observed:
     # What is wrong with a built package (missing, replaced, damaged), by request id; a
     # request whose package is intact is not here.
     package_problems: dict[str, str] = field(default_factory=dict)
+    # What dsr saw or did for each open request in earlier runs (kept for its receipt).
+    facts: dict[str, tuple[Fact, ...]] = field(default_factory=dict)
     # User erasures whose subject is still a user in policies/access.yaml (found by keyed
     # hash, so the planner never needs the key): the two requests disagree.
     users_in_access: frozenset[str] = frozenset()

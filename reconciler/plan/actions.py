@@ -63,6 +63,7 @@ class Reason(StrEnum):
     APPROVED = "approved"  # an export's approval counts
     EXPIRED = "expired"  # an export package's time is up
     PACKAGE_DAMAGED = "package_damaged"  # a built package is missing, replaced or damaged
+    DELIVERED = "delivered"  # the package reached the subject: it goes
     CANCELLED = "cancelled"
 
 

@@ -33,7 +33,7 @@ from reconciler.desired.order import children_first, ingestion_order, upstream_o
 from reconciler.observe.model import Match, Observed
 from reconciler.plan.actions import Action, Reason
 from reconciler.plan.constraints import check_masks, foreign_key_problems
-from reconciler.plan.model import Change, Params, PlanPart, RequestView, Retained
+from reconciler.plan.model import Change, Params, PlanPart, RequestView, Retained, TableCount
 from reconciler.plan.permissions import user_id
 from reconciler.store.records import Outcome, RequestState, Tombstone
 
@@ -332,7 +332,10 @@ def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: PlanPart) 
                     target=", ".join(f"{t} {_rows(n)}" for t, n in waiting),
                     reason=Reason.SOURCE_NOT_WRITABLE,
                     detail=f"{name} is not writable by dsr: its owner must delete it",
-                    params=Params(tables=tuple(t for t, _ in waiting)),
+                    params=Params(
+                        tables=tuple(t for t, _ in waiting),
+                        awaited=tuple(TableCount(name, t, n) for t, n in waiting),
+                    ),
                     request=r.id,
                     rows=sum(n for _, n in waiting),
                 )
@@ -482,7 +485,14 @@ def _plan_rest(
         )
         for name, table, m in logs
     ]
-    complete = _complete(r, tuple(c.id for c in verifies + purges))
+    nothing = r.completed_on is None and not _found_anywhere(observed, r)
+    if nothing:
+        out.warnings.append(
+            f"{r.id}: its identities match no row in any mapped system; completing it records "
+            "'no data found' (that is the answer to the data subject): check the identifier "
+            "for a typo first"
+        )
+    complete = _complete(r, tuple(c.id for c in verifies + purges), no_data_found=nothing)
     out.changes += verifies + purges + [complete]
     if r.awaits:
         waiting_on = ", ".join(c.system for c in r.awaits)
@@ -491,7 +501,19 @@ def _plan_rest(
         out.views.append(view(RequestState.PENDING))
 
 
-def _complete(r: _Req, depends_on: tuple[str, ...]) -> Change:
+def _found_anywhere(observed: Observed, r: _Req) -> bool:
+    """Any row of the subject, in any table of any system the request covers, now or in an
+    earlier run (retained, masked or already deleted ones count: they were found)."""
+    return bool(r.erase or r.awaits or r.retained or observed.facts.get(r.id)) or any(
+        m.keys
+        for name in r.systems
+        if (obs := observed.systems.get(name)) is not None
+        for (rid, _table), m in obs.matches.items()
+        if rid == r.id
+    )
+
+
+def _complete(r: _Req, depends_on: tuple[str, ...], *, no_data_found: bool = False) -> Change:
     """Recording completion: the receipt (with what was retained, and why) and the tombstone."""
     reason, detail = _why(r, Reason.ALL_STEPS_DONE, "all steps done")
     return Change(
@@ -505,6 +527,8 @@ def _complete(r: _Req, depends_on: tuple[str, ...]) -> Change:
             systems=tuple(r.systems),
             retained=tuple(r.retained),
             reingested=r.completed_on is not None,
+            due=r.request.due.isoformat() if r.request else None,
+            no_data_found=no_data_found,
         ),
         request=r.id,
         depends_on=depends_on,

@@ -15,7 +15,7 @@ from reconciler.desired.deadlines import days_left
 from reconciler.desired.model import Desired, Request, RequestType, SubjectKind, TableKind
 from reconciler.observe.model import Observed
 from reconciler.plan.actions import Action, Reason
-from reconciler.plan.model import Change, ExportTable, Params, PlanPart, RequestView
+from reconciler.plan.model import Change, Params, PlanPart, RequestView, TableCount
 from reconciler.store.records import ExportRecord, RequestState
 
 
@@ -151,9 +151,9 @@ def _expired(built: ExportRecord, desired: Desired) -> str:
 
 def _tables(
     desired: Desired, observed: Observed, req: Request
-) -> tuple[list[ExportTable], str | None]:
+) -> tuple[list[TableCount], str | None]:
     """The subject's rows in every table an export includes."""
-    found: list[ExportTable] = []
+    found: list[TableCount] = []
     user = req.subject_kind is SubjectKind.USER
     for name, system in sorted(desired.systems.items()):
         if req.systems and name not in req.systems:
@@ -172,5 +172,5 @@ def _tables(
         for t in names:
             m = obs.matches.get((req.id, t))
             if m is not None and m.keys:
-                found.append(ExportTable(name, t, len(m.keys)))
+                found.append(TableCount(name, t, len(m.keys)))
     return found, None

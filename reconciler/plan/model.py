@@ -30,8 +30,9 @@ class Retained:
 
 
 @dataclass(frozen=True, slots=True)
-class ExportTable:
-    """A table an export package includes, and how many of the subject's rows it holds."""
+class TableCount:
+    """A table and how many of the subject's rows it holds (an export includes it; a source's
+    owner must delete them)."""
 
     system: str
     table: str
@@ -44,7 +45,9 @@ class Params:
 
     Each action reads its own fields: `user` and `role` the permission changes; `table` (and
     `user_data`, for a platform's user-data table) delete, mask and purge; `tables` verify and
-    await; `systems`, `retained` and `reingested` complete; `exports` build_export.
+    await (`awaited`: the rows the owner must delete); `systems`, `retained`, `reingested`,
+    `due` and `no_data_found` complete; `exports` and `no_data_found` build_export;
+    `delivered` expire_export.
     """
 
     user: str | None = None
@@ -55,7 +58,11 @@ class Params:
     systems: tuple[str, ...] = ()
     retained: tuple[Retained, ...] = ()
     reingested: bool = False
-    exports: tuple[ExportTable, ...] = ()
+    exports: tuple[TableCount, ...] = ()
+    awaited: tuple[TableCount, ...] = ()
+    due: str | None = None  # ISO date
+    no_data_found: bool = False
+    delivered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,11 @@ from reconciler.plan.actions import Action, Reason
 from reconciler.plan.model import (
     FORMAT_VERSION,
     Change,
-    ExportTable,
     Params,
     Plan,
     RequestView,
     Retained,
+    TableCount,
 )
 from reconciler.store.records import RequestState
 
@@ -141,7 +141,7 @@ def _params_dict(params: Params) -> dict[str, Any]:
             continue
         if name == "retained":
             value = [_retained_dict(r) for r in value]
-        elif name == "exports":
+        elif name in ("exports", "awaited"):
             value = [{"system": e.system, "table": e.table, "rows": e.rows} for e in value]
         elif isinstance(value, tuple):
             value = list(value)
@@ -156,8 +156,9 @@ def _params(data: dict[str, Any]) -> Params:
             given[name] = tuple(given[name])
     if "retained" in given:
         given["retained"] = tuple(_retained(r) for r in given["retained"])
-    if "exports" in given:
-        given["exports"] = tuple(ExportTable(**e) for e in given["exports"])
+    for name in ("exports", "awaited"):
+        if name in given:
+            given[name] = tuple(TableCount(**e) for e in given[name])
     return Params(**given)
 
 

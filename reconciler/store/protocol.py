@@ -19,6 +19,7 @@ from reconciler.store.records import (
     AuditEvent,
     AuditRecord,
     ExportRecord,
+    Fact,
     JournalEntry,
     JournalStatus,
     LockInfo,
@@ -119,6 +120,12 @@ class StateStore(Protocol):
         Raises ValueError for an identity that is not a keyed hash.
         """
         ...
+
+    def record_facts(self, request_id: str, facts: list[Fact], *, now: datetime) -> None:
+        """What an open request's receipt will need (see `FactKind`); cleared with it."""
+        ...
+
+    def request_facts(self) -> dict[str, tuple[Fact, ...]]: ...
 
     def tombstones(self) -> dict[str, Tombstone]:
         """Every tombstone, by request id."""

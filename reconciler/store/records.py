@@ -47,6 +47,8 @@ class RequestState(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"  # an export no tenant admin has approved yet
     READY = "ready"  # an export package is in the outbox
     EXPIRED = "expired"  # the package was deleted; the audit record stays
+    DELIVERED = "delivered"  # someone recorded handing the package to the subject
+    NO_DATA_FOUND = "no_data_found"  # nothing of the subject was found anywhere
 
     @property
     def finished(self) -> bool:
@@ -55,7 +57,15 @@ class RequestState(StrEnum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({RequestState.COMPLETED, RequestState.CANCELLED, RequestState.EXPIRED})
+_FINISHED = frozenset(
+    {
+        RequestState.COMPLETED,
+        RequestState.CANCELLED,
+        RequestState.EXPIRED,
+        RequestState.DELIVERED,
+        RequestState.NO_DATA_FOUND,
+    }
+)
 
 
 class Outcome(StrEnum):
@@ -237,3 +247,22 @@ class ExportRecord:
     built_at: datetime
     expires_at: datetime
     expired_at: datetime | None = None
+
+
+class FactKind(StrEnum):
+    """What dsr saw or did for a request while it was open, kept until its receipt is written:
+    the receipt must tell the whole story, whatever path the request took."""
+
+    RETAINED = "retained"  # rows kept (as they are, or masked), with the reason
+    AWAITED = "awaited"  # rows a source's owner had to delete
+    ACTED = "acted"  # rows dsr deleted, masked or purged
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    kind: FactKind
+    system: str
+    table: str
+    rows: int
+    reason: str = ""
+    masked: bool = False

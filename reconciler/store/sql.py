@@ -49,6 +49,8 @@ from reconciler.store.records import (
     AuditEvent,
     AuditRecord,
     ExportRecord,
+    Fact,
+    FactKind,
     JournalEntry,
     JournalStatus,
     LockInfo,
@@ -77,6 +79,7 @@ from reconciler.store.tables import (
     observations_table,
     parse_time,
     refreshes_table,
+    request_facts_table,
     request_states_table,
     runs_table,
     tombstones_table,
@@ -371,7 +374,53 @@ class SqlStateStore:
                 conn.execute(
                     sa.insert(tombstones_table).values(request_id=tombstone.request_id, **values)
                 )
+            # The receipt holds the request's facts now; the next cycle starts afresh.
+            conn.execute(
+                sa.delete(request_facts_table).where(
+                    request_facts_table.c.request_id == tombstone.request_id
+                )
+            )
         return record
+
+    def record_facts(self, request_id: str, facts: list[Fact], *, now: datetime) -> None:
+        """Keeps each fact (one per kind, system and table; a later one replaces it)."""
+        if not facts:
+            return
+        t = request_facts_table
+        with self._write() as conn:
+            for f in facts:
+                where = sa.and_(
+                    t.c.request_id == request_id,
+                    t.c.kind == f.kind.value,
+                    t.c.system == f.system,
+                    t.c.table_name == f.table,
+                )
+                conn.execute(sa.delete(t).where(where))
+                conn.execute(
+                    sa.insert(t).values(
+                        request_id=request_id,
+                        kind=f.kind.value,
+                        system=f.system,
+                        table_name=f.table,
+                        rows=f.rows,
+                        reason=f.reason,
+                        masked=f.masked,
+                        at=format_time(now),
+                    )
+                )
+
+    def request_facts(self) -> dict[str, tuple[Fact, ...]]:
+        t = request_facts_table
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t).order_by(t.c.request_id, t.c.kind, t.c.system, t.c.table_name)
+            ).all()
+        found: dict[str, list[Fact]] = {}
+        for r in rows:
+            found.setdefault(r.request_id, []).append(
+                Fact(FactKind(r.kind), r.system, r.table_name, int(r.rows), r.reason, r.masked)
+            )
+        return {rid: tuple(facts) for rid, facts in found.items()}
 
     def _append(self, conn: Connection, event: AuditEvent) -> AuditRecord:
         details_json = canonical_json(event.details)

@@ -18,7 +18,7 @@ from reconciler.errors import DsrError
 from reconciler.store.records import GENESIS_HASH
 
 # 1: lock, runs, journal, audit, observations. 2: + tombstones, request_states, refreshes.
-# 3: + exports. 4: + export_packages, export_intents.
+# 3: + exports. 4: + export_packages, export_intents, request_facts.
 # Opening an older store creates the missing tables and moves it to this version; a newer
 # store is refused, because this dsr would not know what its tables mean.
 SCHEMA_VERSION = 4
@@ -168,6 +168,23 @@ export_intents_table = sa.Table(
     metadata,
     sa.Column("request_id", sa.String(255), primary_key=True),
     sa.Column("manifest_sha256", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+)
+
+
+# What an open request's receipt will need that a later run can no longer observe (rows a
+# source's owner deleted, rows retained behind a parent that is gone); cleared with the
+# receipt.
+request_facts_table = sa.Table(
+    "request_facts",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("system", sa.String(255), primary_key=True),
+    sa.Column("table_name", sa.String(255), primary_key=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("masked", sa.Boolean, nullable=False),
     sa.Column("at", sa.String(32), nullable=False),
 )
 
