@@ -103,6 +103,7 @@ def _register() -> None:
         audit,
         deliver,
         init,
+        keygen,
         new,
         outbox,
         plan,
@@ -123,6 +124,7 @@ def _register() -> None:
         deliver,
         outbox,
         unlock,
+        keygen,
     ):
         cli.add_command(module.command)
 

@@ -60,7 +60,7 @@ def identity_key(settings: Settings, environ: Mapping[str, str] | None = None) -
     ref = settings.identity_key or f"{ENV_PREFIX}DSR_IDENTITY_KEY"
     secret = resolve_env(ref, f"{SETTINGS_FILE} identity.key", environ)
     if secret is not None:
-        return IdentityKey(settings.identity_key_id, secret.encode(), development=False)
+        return IdentityKey(settings.identity_key_id, _strong(secret, ref), development=False)
     if settings.development_key:
         return IdentityKey(settings.identity_key_id, settings.development_key.encode(), True)
     name = ref.removeprefix(ENV_PREFIX)
@@ -75,7 +75,23 @@ def audit_key(settings: Settings, environ: Mapping[str, str] | None = None) -> I
     if settings.audit_key is None:
         return derive(identity_key(settings, environ), "audit")
     secret = require_env(settings.audit_key, f"{SETTINGS_FILE} audit.key", environ)
-    return IdentityKey(settings.audit_key_id, secret.encode(), development=False)
+    return IdentityKey(settings.audit_key_id, _strong(secret, settings.audit_key), False)
+
+
+MIN_KEY_BYTES = 32
+
+
+def _strong(secret: str, ref: str) -> bytes:
+    """A key's bytes; refused when shorter than MIN_KEY_BYTES: the hashes it makes are
+    committed to git for good, so a guessable key exposes every identity ever filed."""
+    data = secret.encode()
+    if len(data) < MIN_KEY_BYTES:
+        name = ref.removeprefix(ENV_PREFIX)
+        raise DsrError(
+            f"the key in {name} is {len(data)} bytes; a key must be at least {MIN_KEY_BYTES} "
+            "bytes (dsr keygen prints a new one)"
+        )
+    return data
 
 
 def system_url(system: System, root: Path, environ: Mapping[str, str] | None = None) -> str:

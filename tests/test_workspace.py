@@ -36,9 +36,33 @@ def test_resolve_env_reads_only_env_references() -> None:
 
 def test_identity_key_from_the_environment_or_the_development_key() -> None:
     settings = Settings("w", identity_key="env:K", identity_key_id="k9")
-    key = identity_key(settings, environ={"K": "s3cret"})
-    assert (key.key_id, key.secret, key.development) == ("k9", b"s3cret", False)
+    key = identity_key(settings, environ={"K": "s3cret-s3cret-s3cret-s3cret-s3cret"})
+    assert (key.key_id, key.secret, key.development) == (
+        "k9",
+        b"s3cret-s3cret-s3cret-s3cret-s3cret",
+        False,
+    )
     with pytest.raises(DsrError, match="export K"):
         identity_key(settings, environ={})
     dev = Settings("w", identity_key="env:K", development_key=Sensitive("demo"))
     assert identity_key(dev, environ={}).development
+
+
+def test_a_key_shorter_than_32_bytes_is_refused_but_the_demo_key_is_not() -> None:
+    """`DSR_IDENTITY_KEY=x` was accepted, though the hashes it makes are in git for good."""
+    settings = Settings("w", identity_key="env:K")
+    with pytest.raises(DsrError, match="the key in K is 1 bytes; a key must be at least 32"):
+        identity_key(settings, environ={"K": "x"})
+    assert len(identity_key(settings, environ={"K": "k" * 32}).secret) == 32
+    demo = Settings("w", identity_key="env:K", development_key=Sensitive("short demo key"))
+    assert identity_key(demo, environ={}).development
+
+
+def test_keygen_prints_a_new_strong_key_each_time() -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    keys = {CliRunner().invoke(cli, ["keygen"]).stdout.strip() for _ in range(3)}
+    assert len(keys) == 3
+    assert all(len(k.encode()) >= 32 and k.isascii() for k in keys)

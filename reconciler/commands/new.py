@@ -81,6 +81,13 @@ def _request_options(func: F) -> F:
             help="The subject's customer id, or - to read it from stdin.",
         ),
         click.option(
+            "--stdin",
+            "from_stdin",
+            is_flag=True,
+            help="Read the subject's identities from stdin, one `type: value` line each "
+            "(types: email, phone, customer_id); none is echoed.",
+        ),
+        click.option(
             "--received",
             type=click.DateTime(formats=["%Y-%m-%d"]),
             metavar="DATE",
@@ -140,6 +147,7 @@ def _file_request(
     email: str | None,
     phone: str | None,
     customer_id: str | None,
+    from_stdin: bool,
     received: datetime | None,
     requested_by: str,
     kind: str,
@@ -164,7 +172,7 @@ def _file_request(
     system_names = _parse_systems(systems)
     if request_id is not None:
         _check_id(root, request_id)
-    identities = _read_identities(given)
+    identities = _read_identities(given, from_stdin)
 
     settings = load_settings(root)
     key = identity_key(settings)
@@ -251,10 +259,23 @@ def _new_id(root: Path, received: date) -> str:
     raise DsrError(f"no free request id for {received} after {_ID_ATTEMPTS} tries; pass --id")
 
 
-def _read_identities(given: dict[str, Sensitive]) -> list[tuple[str, Sensitive]]:
-    """(identity type, raw value) for each option given, `-` replaced by one line of stdin."""
+def _read_identities(
+    given: dict[str, Sensitive], all_from_stdin: bool = False
+) -> list[tuple[str, Sensitive]]:
+    """(identity type, raw value) for each option given, `-` replaced by one line of stdin;
+    with `all_from_stdin`, every `type: value` line of stdin as well."""
+    if all_from_stdin:
+        if any(value.reveal() == "-" for value in given.values()):
+            raise DsrError("--stdin reads every identity from stdin: give no option as -")
+        typed = _read_typed_lines()
+        for name, value in given.items():
+            _check_identity(name, value)
+            typed.append((IDENTITY_OPTIONS[name], value))
+        return typed
     if not given:
-        raise DsrError("give at least one of --email, --phone, --customer-id (- reads stdin)")
+        raise DsrError(
+            "give at least one of --email, --phone, --customer-id (- reads stdin), or --stdin"
+        )
     from_stdin = [name for name, value in given.items() if value.reveal() == "-"]
     if len(from_stdin) > 1:
         options = " and ".join(_option(name) for name in from_stdin)
@@ -265,6 +286,26 @@ def _read_identities(given: dict[str, Sensitive]) -> list[tuple[str, Sensitive]]
             value = _read_stdin(name)
         _check_identity(name, value)
         found.append((IDENTITY_OPTIONS[name], value))
+    return found
+
+
+def _read_typed_lines() -> list[tuple[str, Sensitive]]:
+    """Identities from stdin as `type: value` lines (blank lines and `#` comments skipped).
+    Messages name the line and the type, never the value."""
+    found: list[tuple[str, Sensitive]] = []
+    for n, line in enumerate(sys.stdin.read().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        kind, sep, raw = line.partition(":")
+        kind = kind.strip().replace("-", "_")
+        if not sep or kind not in IDENTITY_OPTIONS:
+            known = ", ".join(IDENTITY_OPTIONS)
+            raise DsrError(f"--stdin line {n}: expected `type: value` with a type of {known}")
+        value = Sensitive(raw.strip())
+        _check_identity(kind, value)
+        found.append((IDENTITY_OPTIONS[kind], value))
+    if not found:
+        raise DsrError("--stdin: stdin holds no `type: value` line")
     return found
 
 

@@ -289,8 +289,20 @@ def _csv_cell(value: Any) -> str:
     if isinstance(safe, bool):
         return "true" if safe else "false"
     if isinstance(safe, dict | list):
-        return json.dumps(safe, ensure_ascii=False, sort_keys=True)
-    return str(safe)
+        return _neutralised(json.dumps(safe, ensure_ascii=False, sort_keys=True))
+    if isinstance(safe, int | float):
+        return str(safe)  # a negative number is a number, not a formula
+    return _neutralised(str(safe))
+
+
+# A cell that starts with one of these opens as a formula in a spreadsheet (`=HYPERLINK(...)`);
+# OWASP's CSV injection advice: prefix it with a single quote. The JSON file keeps the value
+# exactly; the README says so.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralised(text: str) -> str:
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
 
 
 def _readme(
@@ -309,6 +321,9 @@ def _readme(
         "Each table is given twice with the same rows: <system>/<table>.json (an array of",
         "objects, one per row, column -> value) and <system>/<table>.csv (UTF-8, with a header",
         "row). Dates and times are ISO 8601, decimals are text and binary values are base64.",
+        "In the CSV files, a text that begins with =, +, -, @, a tab or a carriage return is",
+        "written with a ' in front, so that a spreadsheet shows it instead of running it as a",
+        "formula; the JSON files hold every value exactly.",
         "manifest.json lists every file with its row count and SHA-256 digest.",
         "",
     ]

@@ -47,10 +47,20 @@ class RequestStatus:
     due: date | None  # None: a tombstone whose request file is gone
     days_left: int | None
     detail: str | None
+    finished_on: date | None = None  # completed or delivered
+    late_days: int = 0  # finished after its due date by so many days
 
     @property
     def overdue(self) -> bool:
         return self.days_left is not None and self.days_left < 0 and not self.state.finished
+
+    @property
+    def urgency(self) -> tuple[int, int, str]:
+        """Overdue first (the most overdue first), then open requests by due date, then the
+        finished ones."""
+        if self.state.finished or self.days_left is None:
+            return (2, 0, self.id)
+        return (0 if self.overdue else 1, self.days_left, self.id)
 
 
 def when(at: datetime) -> str:
@@ -58,8 +68,13 @@ def when(at: datetime) -> str:
 
 
 def request_statuses(desired: Desired, snap: Snapshot, today: date) -> list[RequestStatus]:
-    ids = sorted(set(desired.requests) | set(snap.tombstones))
-    return [_request_status(desired, snap, rid, today) for rid in ids]
+    """Every request, the most urgent first."""
+    ids = set(desired.requests) | set(snap.tombstones)
+    return sorted((_request_status(desired, snap, rid, today) for rid in ids), key=_urgency)
+
+
+def _urgency(s: RequestStatus) -> tuple[int, int, str]:
+    return s.urgency
 
 
 def _request_status(desired: Desired, snap: Snapshot, rid: str, today: date) -> RequestStatus:
@@ -76,10 +91,15 @@ def _request_status(desired: Desired, snap: Snapshot, rid: str, today: date) -> 
         state, detail = RequestState.COMPLETED, None
     else:
         state, detail = RequestState.PENDING, "not applied yet"
-    if rid in snap.tombstones and state is RequestState.COMPLETED:
-        detail = f"completed {when(snap.tombstones[rid].completed_at)}"
+    finished_on = None
+    if rid in snap.tombstones and state in (RequestState.COMPLETED, RequestState.NO_DATA_FOUND):
+        finished_on = snap.tombstones[rid].completed_at.date()
+        detail = f"{state.value.replace('_', ' ')} {when(snap.tombstones[rid].completed_at)}"
     built = snap.exports.get(rid)
-    if built is not None and built.expired_at is not None:
+    if req is not None and req.delivered is not None and built is not None:
+        state, finished_on = RequestState.DELIVERED, req.delivered.at
+        detail = f"delivered by {req.delivered.by} on {req.delivered.at}"
+    elif built is not None and built.expired_at is not None:
         state, detail = RequestState.EXPIRED, f"package deleted {when(built.expired_at)}"
     elif built is not None and rid in snap.package_problems:
         state = RequestState.READY
@@ -90,6 +110,7 @@ def _request_status(desired: Desired, snap: Snapshot, rid: str, today: date) -> 
         approved, why = approval_status(req, desired.access, today)
         if not approved:
             state, detail = RequestState.AWAITING_APPROVAL, why
+    late = (finished_on - req.due).days if req is not None and finished_on else 0
     return RequestStatus(
         id=rid,
         type=req.type if req is not None else RequestType.ERASURE,
@@ -97,6 +118,8 @@ def _request_status(desired: Desired, snap: Snapshot, rid: str, today: date) -> 
         due=req.due if req is not None else None,
         days_left=days_left(req.due, today) if req is not None else None,
         detail=detail,
+        finished_on=finished_on,
+        late_days=max(late, 0),
     )
 
 
@@ -130,13 +153,22 @@ def _request_line(s: RequestStatus) -> str:
     elif s.overdue:
         assert s.days_left is not None
         state = f"overdue, {state}"
-        due = f"due {s.due} (OVERDUE by {-s.days_left} days)"
-    elif s.days_left is not None and s.days_left >= 0:
-        due = f"due {s.due} ({s.days_left} days left)"
+        due = f"due {s.due} (OVERDUE by {_days(-s.days_left)})"
+    elif s.late_days:
+        state = f"{state}, late"
+        due = f"due {s.due} (LATE by {_days(s.late_days)})"
+    elif s.state.finished:
+        due = f"due {s.due}"  # answered: no days are left to count
+    elif s.days_left is not None:
+        due = f"due {s.due} ({_days(s.days_left)} left)"
     else:
         due = f"due {s.due}"
     line = f"  {s.id:<22} {s.type.value:<8} {state:<18} {due}"
     return line + (f"  {s.detail}" if s.detail else "")
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'s' if n != 1 else ''}"
 
 
 def _system_state(snap: Snapshot, name: str) -> str:
@@ -167,6 +199,8 @@ def status_json(desired: Desired, snap: Snapshot, today: date) -> dict[str, Any]
                 "due": s.due.isoformat() if s.due else None,
                 "days_left": s.days_left,
                 "overdue": s.overdue,
+                "finished_on": s.finished_on.isoformat() if s.finished_on else None,
+                "late_by_days": s.late_days,
                 "detail": s.detail,
             }
             for s in request_statuses(desired, snap, today)

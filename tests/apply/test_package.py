@@ -404,3 +404,21 @@ def test_readme_counts_read_as_english(tmp_path: Path) -> None:
     readme = entries(build(tmp_path, [one]).path)["README.txt"].decode()
     assert "  crm/orders  1 row\n" in readme
     assert "Total: 1 table, 1 row." in readme
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised_and_json_keeps_them(
+    tmp_path: Path,
+) -> None:
+    """A `full_name` of `=HYPERLINK(...)` opened as a live formula in the subject's
+    spreadsheet (OWASP: CSV injection)."""
+    risky = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "ok"]
+    rows = tuple((i, v, -5) for i, v in enumerate(risky))
+    table = TableRows("crm", "customers", ("id", "full_name", "balance"), rows)
+    info = build_package(tmp_path, ID, [table], generated_at=AT)
+    with zipfile.ZipFile(info.path) as archive:
+        cells = list(csv.reader(io.StringIO(archive.read("crm/customers.csv").decode())))
+        objects = json.loads(archive.read("crm/customers.json"))
+    assert [r[1] for r in cells[1:]] == [f"'{v}" for v in risky[:-1]] + ["ok"]
+    assert {r[2] for r in cells[1:]} == {"-5"}  # numbers stay numbers
+    assert [o["full_name"] for o in objects] == risky
+    assert verify_package(info.path) == []

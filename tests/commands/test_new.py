@@ -36,7 +36,7 @@ RAW_EMAIL = "  Ana.Example@Example.COM \n"
 EMAIL = "ana.example@example.com"
 PHONE_A = "+55 (12) 3923-5555"
 PHONE_B = "+55 12 39235555"
-ENV_KEY = "a-real-secret-from-the-vault"
+ENV_KEY = "a-real-secret-from-the-vault-0123456789"
 
 
 @pytest.fixture(autouse=True)
@@ -568,3 +568,37 @@ def test_the_subject_is_never_recorded_as_the_requester(demo_workspace: Path) ->
         if p.is_file() and p.suffix in (".yaml", ".yml")
     ]
     assert written and not any("jane@example.com" in text for text in written)
+
+
+def test_several_identities_come_from_stdin_none_echoed(demo_workspace: Path) -> None:
+    """Only one identifier could come from stdin: a subject with an e-mail and a phone forced
+    one of them onto the command line and into shell history."""
+    phone = "+55 (12) 3923-5555"
+    result = dsr(
+        demo_workspace,
+        "new",
+        "erasure",
+        "--stdin",
+        "--requested-by",
+        "dpo@contoso.example",
+        "--id",
+        "DSR-S-1",
+        input=f"email: {RAW_EMAIL}\n# a comment\nphone: {phone}\n",
+    )
+    assert result.exit_code == 0, result.output
+    text = (demo_workspace / "policies/requests/DSR-S-1.yaml").read_text()
+    assert RAW_EMAIL not in result.output + text and phone not in result.output + text
+    request = load_workspace(demo_workspace).requests["DSR-S-1"]
+    assert [i.type for i in request.identities] == ["email", "phone"]
+    bad = dsr(
+        demo_workspace,
+        "new",
+        "erasure",
+        "--stdin",
+        "--requested-by",
+        "dpo@contoso.example",
+        input=f"name: {RAW_EMAIL}\n",
+    )
+    assert bad.exit_code == 1
+    assert "--stdin line 1: expected `type: value`" in bad.output
+    assert RAW_EMAIL not in bad.output

@@ -322,7 +322,7 @@ class Env:
 def make_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dsr_extra: str = "") -> Env:
     """A workspace in tmp_path whose systems all live in the database at `url`."""
     monkeypatch.setenv("DSR_TEST_DB", url)
-    monkeypatch.setenv("DSR_IDENTITY_KEY", "test-identity-key")
+    monkeypatch.setenv("DSR_IDENTITY_KEY", "test-identity-key-of-at-least-32-bytes")
     ws = tmp_path / "ws"
     (ws / "policies/requests").mkdir(parents=True)
     (ws / "dsr.yaml").write_text(
