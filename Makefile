@@ -18,6 +18,8 @@ WS   ?= .
 DSR  := $(BIN)/dsr -C $(WS)
 DEMO_PY := $(BIN)/python -m demo
 NEW  := $(DSR) new erasure --email - --requested-by privacy@contoso.example
+# A request received 40 days ago is past its one-month deadline: the demo completes it late.
+LONG_AGO := $(shell $(PYTHON) -c "import datetime as d; print(d.date.today() - d.timedelta(days=40))")
 
 demo: $(STAMP)
 	@echo "== 1. build Contoso's four systems (SQLite, under state/demo/)"
@@ -26,9 +28,14 @@ demo: $(STAMP)
 	@echo "== 2. permissions: access.yaml differs from the platform on purpose"
 	$(DSR) plan
 	$(DSR) apply --auto-approve
-	@echo "== 3. file two erasures: one customer only in the CRM, one also in the shop"
+	@echo "== 3. file erasures: one customer only in the CRM, one also in the shop, one received"
+	@echo "==    40 days ago (completed late), one whose address has a typo (no data found)"
 	$(DEMO_PY) pick-subject --workspace $(WS) --in crm-only | $(NEW) --id DSR-DEMO-0001
 	$(DEMO_PY) pick-subject --workspace $(WS) --in both | $(NEW) --id DSR-DEMO-0002
+	$(DEMO_PY) pick-subject --workspace $(WS) --in late | $(NEW) --id DSR-DEMO-0006 \
+		--received $(LONG_AGO)
+	$(DEMO_PY) pick-subject --workspace $(WS) --in crm-only | sed 's/@/x@/' \
+		| $(NEW) --id DSR-DEMO-0007
 	$(DSR) plan --format markdown
 	$(DSR) apply --auto-approve
 	$(DSR) status
@@ -51,7 +58,11 @@ demo: $(STAMP)
 	@echo "== 7. converged: nothing left to do"
 	$(DSR) plan --detailed-exitcode
 	$(DSR) status
+	$(DSR) audit show DSR-DEMO-0006 | tail -n 6
+	$(DSR) audit show DSR-DEMO-0007 | tail -n 3
 	$(DSR) audit verify
+	@echo "== 8. the report page for the privacy team (no personal data in it)"
+	$(DSR) report --out $(WS)/state/report.html
 
 test: $(STAMP)
 	$(BIN)/pytest -q

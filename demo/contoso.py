@@ -616,6 +616,7 @@ def pick_subject(workspace: Path, where: str) -> str:
 
     `crm-only`: a CRM customer who is not in the shop, with at least two orders that have order
     lines; one who also appears as an actor in the platform's system logs when there is one.
+    `late`: another customer like that (the demo files their request as received long ago).
     `both`: a customer in the CRM and the shop (same address) with at least one CRM order and
     a consent row in the platform.
 
@@ -645,14 +646,16 @@ def pick_subject(workspace: Path, where: str) -> str:
             orders[order["customer_id"]] = orders.get(order["customer_id"], 0) + 1
     customers = sorted(crm["customers"], key=lambda row: int(row["id"]))
     chosen: list[str]
-    if where == "crm-only":
+    if where in ("crm-only", "late"):
         fits = [
             str(row["email"])
             for row in customers
             if orders.get(row["id"], 0) >= 2 and _normal_email(row["email"]) not in in_shop
         ]
         logged = [email for email in fits if _normal_email(email) in in_logs]
-        chosen = (logged or fits)[:1]
+        first = (logged or fits)[:1]
+        # `late`: the next such customer, whose request the demo files as received long ago.
+        chosen = first if where == "crm-only" else [e for e in fits if e not in first][:1]
     elif where in ("both", "export", "export-2"):
         both = [
             str(row["email"])
@@ -665,7 +668,9 @@ def pick_subject(workspace: Path, where: str) -> str:
         at = {"both": 0, "export": 1, "export-2": 2}[where]
         chosen = both[at : at + 1]
     else:
-        raise DsrError(f"unknown place {where!r}: expected crm-only, both, export or export-2")
+        raise DsrError(
+            f"unknown place {where!r}: expected crm-only, late, both, export or export-2"
+        )
     if not chosen:
         raise DsrError(f"no demo customer fits --in {where} (seed {seed})")
     return chosen[0]
@@ -785,9 +790,10 @@ def refresh_command(system: str, workspace: Path) -> None:
 @click.option(
     "--in",
     "where",
-    type=click.Choice(["crm-only", "both", "export", "export-2"]),
+    type=click.Choice(["crm-only", "late", "both", "export", "export-2"]),
     required=True,
-    help="crm-only: in the CRM alone, with orders; both: in the CRM and the shop; "
+    help="crm-only: in the CRM alone, with orders; late: another such customer; "
+    "both: in the CRM and the shop; "
     "export, export-2: other customers in both, for the export walk-through.",
 )
 @WORKSPACE_OPTION

@@ -107,6 +107,7 @@ def _register() -> None:
         new,
         outbox,
         plan,
+        report,
         status,
         unlock,
         validate,
@@ -125,6 +126,7 @@ def _register() -> None:
         outbox,
         unlock,
         keygen,
+        report,
     ):
         cli.add_command(module.command)
 

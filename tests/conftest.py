@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,3 +113,38 @@ def demo_workspace(tmp_path: Path) -> Path:
         shutil.copy(REPO_ROOT / "policies" / name, tmp_path / "policies" / name)
     build_demo(tmp_path)
     return tmp_path
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, installed (apt) when missing and this is allowed; else a skip with
+    the reason, which DSR_REQUIRE_SERVERS=1 (CI) turns into a failure."""
+    found = shutil.which("chromium")
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        found = shutil.which("chromium")
+    if found is None:
+        reason = "Debian's chromium is not installed and could not be (apt-get install chromium)"
+        if os.environ.get("DSR_REQUIRE_SERVERS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found

@@ -135,6 +135,8 @@ def _record_request_states(plan: Plan, result: ApplyResult, ctx: Context) -> Non
     now = ctx.clock()
     for view in plan.requests:
         outcomes = by_request.get(view.id, [])
+        if not outcomes and view.state is RequestState.COMPLETED:
+            continue  # re-checked, nothing to do: the store keeps how it ended (no data found?)
         done = {o.change.action: o for o in outcomes if o.status is Outcome.SUCCEEDED}
         bad = [o for o in outcomes if o.status in (Outcome.FAILED, Outcome.SKIPPED)]
         waiting = [

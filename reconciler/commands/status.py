@@ -11,7 +11,23 @@ from reconciler.commands import echo_json, format_option, log, outbox_of, worksp
 from reconciler.errors import DsrError
 from reconciler.observe.collect import package_problems
 from reconciler.render.status import Snapshot, render_status, request_statuses, status_json
-from reconciler.workspace import utcnow
+from reconciler.store import StateStore
+from reconciler.workspace import Workspace, utcnow
+
+
+def snapshot(ws: Workspace, store: StateStore) -> Snapshot:
+    """What the state store says, each built package checked in the outbox."""
+    exports = store.exports()
+    return Snapshot(
+        observations=store.observations(),
+        refreshes=store.last_refreshes(),
+        states=store.request_states(),
+        tombstones=store.tombstones(),
+        exports=exports,
+        last_run=store.last_run(),
+        lock=store.lock_holder(),
+        package_problems=package_problems(exports, outbox_of(ws, store)),
+    )
 
 
 @click.command("status")
@@ -26,16 +42,7 @@ def command(ctx: click.Context, fail_on_overdue: bool, fmt: str) -> None:
     """Show requests (state, due date, days left), systems, the lock and the last run."""
     ws = workspace(ctx)
     with ws.store(readonly=True) as store:
-        snap = Snapshot(
-            observations=store.observations(),
-            refreshes=store.last_refreshes(),
-            states=store.request_states(),
-            tombstones=store.tombstones(),
-            exports=store.exports(),
-            last_run=store.last_run(),
-            lock=store.lock_holder(),
-            package_problems=package_problems(store.exports(), outbox_of(ws, store)),
-        )
+        snap = snapshot(ws, store)
     today = utcnow().date()
     if fmt == "json":
         echo_json(status_json(ws.desired, snap, today))
