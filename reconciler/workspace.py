@@ -59,8 +59,16 @@ def identity_key(settings: Settings, environ: Mapping[str, str] | None = None) -
     """The identity key named in dsr.yaml; falls back to its development key (flagged)."""
     ref = settings.identity_key or f"{ENV_PREFIX}DSR_IDENTITY_KEY"
     secret = resolve_env(ref, f"{SETTINGS_FILE} identity.key", environ)
+    previous = tuple(
+        IdentityKey(
+            key_id,
+            _strong(require_env(old, f"{SETTINGS_FILE} identity.previous", environ), old),
+            development=False,
+        )
+        for key_id, old in settings.identity_previous
+    )
     if secret is not None:
-        return IdentityKey(settings.identity_key_id, _strong(secret, ref), development=False)
+        return IdentityKey(settings.identity_key_id, _strong(secret, ref), False, previous)
     if settings.development_key:
         return IdentityKey(settings.identity_key_id, settings.development_key.encode(), True)
     name = ref.removeprefix(ENV_PREFIX)

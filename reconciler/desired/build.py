@@ -61,6 +61,8 @@ def build_settings(data: dict[str, Any]) -> Settings:
             given[name] = int(given[name])  # JSON Schema's integer admits 30.0
     if "development_key" in given:
         given["development_key"] = Sensitive(given["development_key"])
+    previous = data.get("identity", {}).get("previous", ())
+    given["identity_previous"] = tuple((p["key_id"], p["key"]) for p in previous)
     return Settings(workspace=data["workspace"], timeouts=_timeouts(Timeouts(), data), **given)
 
 

@@ -189,13 +189,19 @@ def check_request(
     for i, identity in enumerate(data["subject"]["identities"]):
         at: JsonPath = ("subject", "identities", i)
         key_id = identity["hash"].split(":")[1]
-        if settings is not None and key_id != settings.identity_key_id:
+        known = (
+            {settings.identity_key_id, *(k for k, _ in settings.identity_previous)}
+            if (settings is not None)
+            else set()
+        )
+        if settings is not None and key_id not in known:
             problems.append(
                 doc.problem(
                     (*at, "hash"),
                     f"hashed with key id '{key_id}', but {SETTINGS_FILE} identity.key_id is "
-                    f"'{settings.identity_key_id}': re-file the request with `dsr new`, or "
-                    "re-hash it with the current key",
+                    f"'{settings.identity_key_id}' and identity.previous does not list it: "
+                    "re-file the request with `dsr new`, or list the old key under "
+                    "identity.previous",
                 )
             )
         if identity["hash"] in first_seen:

@@ -132,6 +132,8 @@ class Settings:
     state_url: str | None = None  # `env:NAME`: a shared (PostgreSQL) state store
     identity_key: str | None = None  # reference: `env:NAME`
     identity_key_id: str = "k1"
+    # (key id, `env:NAME`) of keys the current one replaced: requests hashed with them match
+    identity_previous: tuple[tuple[str, str], ...] = ()
     audit_key: str | None = None  # reference: `env:NAME`; None: derived from the identity key
     audit_key_id: str = "a1"
     development_key: str | None = None  # demo only: used (with a warning) when the env is unset

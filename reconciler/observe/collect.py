@@ -35,7 +35,7 @@ from reconciler.observe.subjects import (
     users_in_access,
 )
 from reconciler.outbox.boxes import Outbox, check
-from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.privacy.identity import IdentityKey, matching_hashes
 from reconciler.store import StateStore
 from reconciler.store.records import ExportRecord, RefreshRecord, Tombstone
 
@@ -159,8 +159,9 @@ def _match_roles(
     index = subject_index(users)
     found: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for user, role in conn.read_permissions(system.permissions):
-        for r in index.get(("email", hash_identity("email", user, key)), ()):
-            found[r].add((user, role))
+        for digest in matching_hashes("email", user, key):
+            for r in index.get(("email", digest), ()):
+                found[r].add((user, role))
     table = system.permissions.table
     return {(r, table): Match(frozenset(k), frozenset(k)) for r, k in found.items()}
 

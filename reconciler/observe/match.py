@@ -20,7 +20,7 @@ from typing import Any
 from reconciler.desired.model import ErasureStrategy, Table, TableKind
 from reconciler.observe.model import Match
 from reconciler.observe.subjects import SubjectIndex
-from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.privacy.identity import IdentityKey, matching_hashes
 from reconciler.privacy.masking import is_masked
 
 Row = Mapping[str, Any]
@@ -63,7 +63,8 @@ def identity_requests(spec: Table, row: Row, index: SubjectIndex, key: IdentityK
         value = row[column]
         if value is None or value == "":
             continue
-        found |= index.get((kind, hash_identity(kind, str(value), key)), set())
+        for digest in matching_hashes(kind, str(value), key):
+            found |= index.get((kind, digest), set())
     return found
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from reconciler.desired.approvals import approval_status
 from reconciler.desired.model import Desired, RequestType, SubjectKind
-from reconciler.privacy.identity import IdentityKey, hash_identity
+from reconciler.privacy.identity import IdentityKey, matching_hashes
 from reconciler.store.records import Tombstone
 
 # (identity type, keyed hash) -> the requests whose subject has it
@@ -65,7 +65,7 @@ def users_in_access(
     """User erasures, open or completed, whose subject is (again) a user in access.yaml."""
     if desired.access is None:
         return frozenset()
-    listed = {hash_identity("email", u, key) for u in desired.access.users}
+    listed = {h for u in desired.access.users for h in matching_hashes("email", u, key)}
     erasures = {
         c.request_id: c.identities for c in completed.values() if c.subject_kind is SubjectKind.USER
     } | {

@@ -23,9 +23,18 @@ class IdentityKey:
     key_id: str
     secret: bytes
     development: bool  # the demo's published key: fine for the demo, never for real data
+    # Keys this one replaced, still used to match requests and tombstones hashed with them
+    # (dsr.yaml identity.previous) until they are retired; new hashes use this key only.
+    previous: tuple[IdentityKey, ...] = ()
 
     def __repr__(self) -> str:
         return f"IdentityKey(key_id={self.key_id!r}, secret=***, development={self.development})"
+
+
+def matching_hashes(kind: str, value: str, key: IdentityKey) -> list[str]:
+    """The hashes a request may hold for `value`: under the current key and every previous
+    one (a request filed before a key rotation keeps matching)."""
+    return [hash_identity(kind, value, k) for k in (key, *key.previous)]
 
 
 def hash_identity(kind: str, value: str, key: IdentityKey) -> str:
