@@ -198,7 +198,12 @@ def test_new_defaults_received_to_today_in_utc(demo_workspace: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
-        ((), None, "error: give at least one of --email, --phone, --customer-id (- reads stdin)"),
+        (
+            (),
+            None,
+            "error: give at least one of --email, --phone, --customer-id (- reads stdin), or"
+            " --stdin",
+        ),
         (
             ("--email", "-", "--phone", "-"),
             RAW_EMAIL,

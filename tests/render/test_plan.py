@@ -164,7 +164,10 @@ def test_the_summary_sentence(name: str, sentence: str) -> None:
             "exports/approved_only_by_requester",
             "awaiting approval: ben@contoso.example requested it and cannot approve it",
         ),
-        ("exports/built_not_expired", "ready: state/outbox/DSR-6.zip (expires 2026-12-22)"),
+        (
+            "exports/built_not_expired",
+            "ready: state/outbox/DSR-6.zip (expires 2026-12-22), not yet delivered",
+        ),
         ("exports/already_expired", "expired 2026-11-21; the audit record stays"),
     ],
 )
