@@ -59,6 +59,12 @@ def report_data(
         "by_state": dict(sorted(Counter(s.state.value for s in statuses).items())),
         "deadlines": [_bar(s) for s in sorted(open_, key=lambda s: s.urgency)],
         "late": [{"request": s.id, "late_by_days": s.late_days} for s in statuses if s.late_days],
+        # nothing matched anywhere: worth a second look at the identifiers the request gave
+        "no_data_found": [
+            {"request": s.id, "on": _iso(s.finished_on)}
+            for s in statuses
+            if s.state is RequestState.NO_DATA_FOUND
+        ],
         "waiting": waiting,
         "exports": exports,
         "systems": systems,
@@ -121,6 +127,13 @@ def render_report(data: dict[str, Any]) -> str:
         )
         or "<li>none</li>"
     )
+    nodata = (
+        "".join(
+            f"<li><b>{e(x['request'])}</b> on {e(x['on'] or '-')}</li>"
+            for x in data["no_data_found"]
+        )
+        or "<li>none</li>"
+    )
     head = data["audit_head"]
     payload = json.dumps(data, sort_keys=True).replace("</", "<\\/")
     return _PAGE.format(
@@ -131,6 +144,7 @@ def render_report(data: dict[str, Any]) -> str:
         waiting=waiting,
         exports=exports,
         late=late,
+        nodata=nodata,
         head=f"{head['seq']}:{e(head['hash'])}",
         payload=payload,
         script=_SCRIPT,
@@ -192,6 +206,7 @@ code {{ font-size: 12px; }}
 <h2>Deadlines of open requests</h2>
 <svg id="deadlines" role="img" aria-label="days left or overdue per open request"></svg>
 <h2>Late completions</h2><ul id="late">{late}</ul>
+<h2>No data found (check the identifiers the subject gave)</h2><ul id="nodata">{nodata}</ul>
 <h2>Waiting on a source's owner</h2><ul id="waiting">{waiting}</ul>
 <h2>Exports awaiting approval or delivery</h2><ul id="exports">{exports}</ul>
 <h2>Systems</h2>

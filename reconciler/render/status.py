@@ -197,7 +197,8 @@ def status_json(desired: Desired, snap: Snapshot, today: date) -> dict[str, Any]
                 "type": s.type.value,
                 "state": s.state.value,
                 "due": s.due.isoformat() if s.due else None,
-                "days_left": s.days_left,
+                # a finished request has no days left to count; late_by_days says how it ended
+                "days_left": None if s.state.finished else s.days_left,
                 "overdue": s.overdue,
                 "finished_on": s.finished_on.isoformat() if s.finished_on else None,
                 "late_by_days": s.late_days,

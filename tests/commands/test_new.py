@@ -414,8 +414,8 @@ def test_bad_requests_are_reported_at_their_lines(demo_workspace: Path) -> None:
         f"{file}CCCC.yaml:10: systems[1]: unknown system 'shopp' (not in policies/systems.yaml); "
         "did you mean 'shop'?",
         f"{file}DDDD.yaml:7: subject.identities[0].hash: hashed with key id 'k0', but dsr.yaml "
-        "identity.key_id is 'dev': re-file the request with `dsr new`, or re-hash it with the "
-        "current key",
+        "identity.key_id is 'dev' and identity.previous does not list it: re-file the request "
+        "with `dsr new`, or list the old key under identity.previous",
         f"{file}EEEE.yaml:11: extension.due: the extended due date 2027-02-21 is after the latest "
         "allowed, 2027-02-20 (2 further months after the original due date 2026-12-20)",
         f"{file}EEEE.yaml:11: extension.subject_told: the subject must be told of an extension "

@@ -68,7 +68,25 @@ def test_make_demo_converges_without_leaking(tmp_path: Path) -> None:
             "SELECT count(*) FROM segments WHERE created_by = 'dave@contoso.example'"
         ).fetchone() == (0,)
 
-    written = [output]
+    # The late request and the mistyped one end honestly, and the report says so.
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "reconciler", "status", "--format", "json"],
+            cwd=ws,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    by_id = {r["id"]: r for r in status["requests"]}
+    late, typo = by_id["DSR-DEMO-0006"], by_id["DSR-DEMO-0007"]
+    assert (late["state"], late["days_left"]) == ("completed", None)
+    assert late["late_by_days"] > 0
+    assert (typo["state"], typo["late_by_days"]) == ("no_data_found", 0)
+    report = (ws / "state/report.html").read_text()
+    assert "DSR-DEMO-0006" in report and "DSR-DEMO-0007" in report
+
+    written = [output, report]
     for path in (ws / "policies").rglob("*.yaml"):
         written.append(path.read_text())
     with sqlite3.connect(ws / "state/dsr.db") as db:
