@@ -67,7 +67,7 @@ def create_engine(
     if timeouts is not None and backend == "postgresql":
         connect_args["connect_timeout"] = max(2, timeouts.connect)  # libpq's floor is 2 s
         settings.append(f"statement_timeout={timeouts.statement * 1000}")
-    if settings:
+    if settings and backend == "postgresql":
         connect_args["options"] = " ".join(f"-c {s}" for s in settings)
     if timeouts is not None and backend in ("mysql", "mariadb"):
         # PyMySQL's read timeout bounds the handshake as well as every statement's answer.
