@@ -139,3 +139,9 @@ def test_an_unknown_ci_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 1  # usage errors exit 1: 2 means "changes pending"
     assert "'jenkins' is not one of 'both', 'github', 'gitlab', 'none'" in result.output
     assert written(tmp_path) == set()
+
+
+def test_every_template_is_written_by_some_choice() -> None:
+    root = Path(__file__).resolve().parents[2] / "reconciler" / "templates" / "workspace"
+    templates = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert templates == {*BASE_FILES, *GITHUB_FILES, *GITLAB_FILES}
