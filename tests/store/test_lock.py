@@ -87,8 +87,8 @@ def test_a_holder_in_another_process_makes_lock_time_out(store: StateStore, stor
 def test_a_lock_left_by_a_dead_process_is_taken_over(store: StateStore, store_url: str) -> None:
     child = start_child(HOLD_LOCK, store_url, "crashed apply", "die")
     finish_child(child)  # reaped: its pid no longer exists
-    # PostgreSQL releases a dead session's advisory lock when its backend notices the closed
-    # connection, a moment after the process is gone: a short wait, not none.
+    # The lock dies with its holder; PostgreSQL ends the session as soon as it sees the
+    # connection gone, which may take a moment after the process is.
     with store.lock("me", timeout=10) as info:
         assert info.took_over_stale
         assert info.holder == "me"
