@@ -81,7 +81,7 @@ class Runner:
     repo: Path  # the git repository actions/checkout clones
     ref: str
     tmp: Path
-    host_path: str  # PATH before setup-python: python3, git, bash, jq, and the fake gh
+    host_path: str  # PATH before setup-python: python3, git, bash, and the fake gh
     secrets: dict[str, str] = field(default_factory=dict)
     github: dict[str, Any] = field(default_factory=dict)  # the github context (event etc.)
     extra_env: dict[str, str] = field(default_factory=dict)  # the runner's own environment
