@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 # ever travel through a pipe into `dsr new`, which writes nothing but their keyed hash.
 WS   ?= .
 DSR  := $(BIN)/dsr -C $(WS)
+# The demo keeps its state in the local file state/dsr.db on purpose; with CI set, `dsr apply`
+# refuses a local state file unless told that it is intended.
+APPLY := $(DSR) apply --auto-approve --allow-local-state
 DEMO_PY := $(BIN)/python -m demo
 NEW  := $(DSR) new erasure --email - --requested-by privacy@contoso.example
 # A request received 40 days ago is past its one-month deadline: the demo completes it late.
@@ -27,7 +30,7 @@ demo: $(STAMP)
 	$(DSR) validate
 	@echo "== 2. permissions: access.yaml differs from the platform on purpose"
 	$(DSR) plan
-	$(DSR) apply --auto-approve
+	$(APPLY)
 	@echo "== 3. file erasures: one customer only in the CRM, one also in the shop, one received"
 	@echo "==    40 days ago (completed late), one whose address has a typo (no data found)"
 	$(DEMO_PY) pick-subject --workspace $(WS) --in crm-only | $(NEW) --id DSR-DEMO-0001
@@ -37,12 +40,12 @@ demo: $(STAMP)
 	$(DEMO_PY) pick-subject --workspace $(WS) --in crm-only | sed 's/@/x@/' \
 		| $(NEW) --id DSR-DEMO-0007
 	$(DSR) plan --format markdown
-	$(DSR) apply --auto-approve
+	$(APPLY)
 	$(DSR) status
 	@echo "== 4. the shop's owner deletes their customer; dsr refreshes, verifies, completes"
 	$(DEMO_PY) pick-subject --workspace $(WS) --in both \
 		| $(DEMO_PY) owner-delete shop --workspace $(WS)
-	$(DSR) apply --auto-approve
+	$(APPLY)
 	@echo "== 5. dave, removed from the platform in step 2, is erased as a user: his user data goes"
 	echo dave@contoso.example | $(DSR) new erasure --kind user --email - \
 		--requested-by privacy@contoso.example --id DSR-DEMO-0003
@@ -54,7 +57,7 @@ demo: $(STAMP)
 		--requested-by ben@contoso.example --id DSR-DEMO-0005
 	$(DSR) approve DSR-DEMO-0005 --by ben@contoso.example
 	$(DSR) plan
-	$(DSR) apply --auto-approve
+	$(APPLY)
 	@echo "== 7. converged: nothing left to do"
 	$(DSR) plan --detailed-exitcode
 	$(DSR) status

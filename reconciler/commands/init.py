@@ -1,115 +1,130 @@
-"""`dsr init [DIR]`: scaffold a workspace: settings, a data map to fill in, the requests
-folder, a git-ignored state folder, and CI workflows (plan on pull requests, scheduled apply).
-It never overwrites a file."""
+"""`dsr init [DIR] [--ci github|gitlab|both|none]`: scaffold a workspace from the templates
+in `reconciler/templates/workspace/`: settings (the state store named by `DSR_STATE_URL`), a
+data map to fill in, the requests folder, a git-ignored state folder, the dsr pin for CI
+(`requirements-dsr.txt`, this dsr's own version), CODEOWNERS, pre-commit hooks, and the CI
+files chosen (plan on pull or merge requests, apply after merges and on a schedule).
+
+It never overwrites: when any file it would write exists, it writes nothing. What it wrote
+must validate; it never connects to a system or reads a secret.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import click
 
+from reconciler import __version__
+from reconciler.desired.files import SETTINGS_FILE
 from reconciler.desired.load import load_workspace
 from reconciler.errors import DsrError
 
-DSR_YAML = """\
-# dsr settings. Secrets never live here: `env:NAME` names an environment variable.
-workspace: {name}
-state: {{path: state/dsr.db}}        # or {{url: env:DSR_STATE_URL}} for a shared PostgreSQL store
-identity:
-  key: env:DSR_IDENTITY_KEY          # the secret behind every keyed hash of an identifier
-  key_id: k1                         # change it when the key rotates
-exports: {{outbox: state/outbox, expire_after_days: 30}}
-safety: {{max_revocations: 25}}
-# deadlines: {{days: 45}}            # default: one calendar month (GDPR Art. 12(3))
-"""
+# Files every workspace gets, then the CI files of each choice (paths in the template tree
+# and in the workspace alike).
+BASE_FILES = (
+    SETTINGS_FILE,
+    "policies/systems.yaml",
+    "policies/requests/.gitkeep",
+    "state/.gitignore",
+    "requirements-dsr.txt",
+    "CODEOWNERS",
+    ".pre-commit-config.yaml",
+)
+GITHUB_FILES = (
+    ".github/workflows/dsr-plan.yml",
+    ".github/workflows/dsr-apply.yml",
+    ".github/workflows/dsr-status.yml",
+)
+GITLAB_FILES = (".gitlab-ci.yml",)
+CI_CHOICES = {
+    "github": GITHUB_FILES,
+    "gitlab": GITLAB_FILES,
+    "both": GITHUB_FILES + GITLAB_FILES,
+    "none": (),
+}
+# Placeholders in the templates, autoconf style: nothing in YAML or in GitHub's `${{ }}` and
+# GitLab's `$VAR` syntax looks like them.
+VERSION_PLACEHOLDER = "@DSR_VERSION@"
+NAME_PLACEHOLDER = "@WORKSPACE_NAME@"
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-SYSTEMS_YAML = """\
-# The data map: where personal data lives and what erasure does there.
-# Field reference: schemas/systems.schema.json in the dsr package, or the README.
-systems:
-  crm:
-    role: source                 # source | platform | downstream
-    url: env:CRM_URL             # a SQLAlchemy URL, read from the environment
-    erase_at_source: true        # false: dsr waits for the source's owner to delete
-    tables:
-      customers:
-        primary_key: id
-        identities: {email: email}
-        on_erasure: delete
-"""
 
-PLAN_WORKFLOW = """\
-# Plans every pull request against production (read-only) and posts the plan.
-name: dsr plan
-on: pull_request
-jobs:
-  plan:
-    runs-on: ubuntu-latest
-    permissions: {contents: read, pull-requests: write}
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with: {python-version: "3.11"}
-      - run: pip install dsr        # or the path or URL your organisation installs dsr from
-      - run: dsr validate && dsr plan --format markdown --out plan.json > plan.md
-        env:
-          CRM_URL: "${{ secrets.CRM_URL }}"
-          DSR_IDENTITY_KEY: "${{ secrets.DSR_IDENTITY_KEY }}"
-      - run: gh pr comment ${{ github.event.pull_request.number }} --body-file plan.md
-        env: {GH_TOKEN: "${{ github.token }}"}
-"""
+def template_root() -> Traversable:
+    return files("reconciler").joinpath("templates", "workspace")
 
-APPLY_WORKFLOW = """\
-# Applies the desired state on a schedule: idempotent, one writer at a time (state lock).
-name: dsr apply
-on:
-  schedule: [{cron: "17 * * * *"}]
-  workflow_dispatch: {}
-concurrency: dsr-apply
-jobs:
-  apply:
-    runs-on: ubuntu-latest
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with: {python-version: "3.11"}
-      - run: pip install dsr
-      - run: dsr apply --auto-approve
-        env:
-          CRM_URL: "${{ secrets.CRM_URL }}"
-          DSR_IDENTITY_KEY: "${{ secrets.DSR_IDENTITY_KEY }}"
-          DSR_STATE_URL: "${{ secrets.DSR_STATE_URL }}"   # with state: {url: env:DSR_STATE_URL}
-"""
 
-STATE_GITIGNORE = "# runtime state and export packages: never committed\n*\n!.gitignore\n"
+def render(relpath: str, name: str) -> str:
+    """The text `dsr init` writes at `relpath` of a workspace called `name`."""
+    node = template_root()
+    for part in relpath.split("/"):
+        node = node.joinpath(part)
+    text = node.read_text(encoding="utf-8")
+    # A name YAML would misread (a colon, a quote, a leading dash) is written quoted; JSON's
+    # string syntax is YAML's double-quoted style.
+    quoted = name if PLAIN_NAME.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+    return text.replace(VERSION_PLACEHOLDER, __version__).replace(NAME_PLACEHOLDER, quoted)
 
 
 @click.command("init")
 @click.argument(
     "directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path)
 )
-def command(directory: Path) -> None:
-    """Scaffold a workspace in DIRECTORY (default: here), with CI workflow templates."""
+@click.option(
+    "--ci",
+    type=click.Choice(sorted(CI_CHOICES)),
+    default="both",
+    show_default=True,
+    help="CI files to write: GitHub Actions workflows, a GitLab CI pipeline, both or none.",
+)
+def command(directory: Path, ci: str) -> None:
+    """Scaffold a workspace in DIRECTORY (default: here), with CI templates."""
     root = directory.resolve()
-    if (root / "dsr.yaml").exists():
-        raise DsrError(f"{root / 'dsr.yaml'} already exists; dsr init never overwrites a workspace")
-    files = {
-        "dsr.yaml": DSR_YAML.format(name=root.name or "workspace"),
-        "policies/systems.yaml": SYSTEMS_YAML,
-        "policies/requests/.gitkeep": "",
-        "state/.gitignore": STATE_GITIGNORE,
-        ".github/workflows/dsr-plan.yml": PLAN_WORKFLOW,
-        ".github/workflows/dsr-apply.yml": APPLY_WORKFLOW,
-    }
-    existing = [name for name in files if (root / name).exists()]
-    if existing:
-        raise DsrError(f"{root}: would overwrite {', '.join(existing)}; nothing was written")
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        click.echo(
-            f"created {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
+    if (root / SETTINGS_FILE).exists():
+        raise DsrError(
+            f"{root / SETTINGS_FILE} already exists; dsr init never overwrites a workspace"
         )
+    wanted = BASE_FILES + CI_CHOICES[ci]
+    existing = [rel for rel in wanted if (root / rel).exists()]
+    if existing:
+        raise DsrError(
+            f"{root}: would overwrite {', '.join(existing)}; nothing was written "
+            "(move them aside, or choose other files with --ci)"
+        )
+    texts = {rel: render(rel, root.name or "workspace") for rel in wanted}
+    for rel, text in texts.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"created {_shown(path)}")
     load_workspace(root)  # what init writes must validate
-    click.echo("Next: map your systems in policies/systems.yaml, then run dsr validate.")
+    click.echo(_next_steps(ci))
+
+
+def _shown(path: Path) -> Path:
+    cwd = Path.cwd()
+    return path.relative_to(cwd) if path.is_relative_to(cwd) else path
+
+
+def _next_steps(ci: str) -> str:
+    lines = [
+        "Next:",
+        "  1. map your systems in policies/systems.yaml (each url: env:NAME), then: dsr validate",
+        "  2. create the shared PostgreSQL state store and a read-only role for plan jobs "
+        "(dsr's README, CI section)",
+    ]
+    if ci in ("github", "both"):
+        lines.append(
+            "  3. GitHub: environments dsr-read and dsr-apply with the secrets listed at the "
+            "top of each .github/workflows/dsr-*.yml"
+        )
+    if ci in ("gitlab", "both"):
+        lines.append(
+            f"  {3 if ci == 'gitlab' else 4}. GitLab: the CI/CD variables and pipeline "
+            "schedules listed at the top of .gitlab-ci.yml"
+        )
+    lines.append("  then commit the workspace, and run `pre-commit install` in each clone")
+    return "\n".join(lines)

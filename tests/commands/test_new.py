@@ -525,27 +525,6 @@ def test_the_request_schema_is_draft_2020_12_and_documents_every_property() -> N
     assert walk(schema, "") == []
 
 
-def test_init_scaffolds_a_valid_workspace_and_never_overwrites(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from reconciler.cli import cli
-    from reconciler.desired.load import load_workspace
-
-    target = tmp_path / "acme"
-    result = CliRunner().invoke(cli, ["init", str(target)])
-    assert result.exit_code == 0, result.output
-    desired = load_workspace(target)
-    assert desired.settings.workspace == "acme"
-    assert desired.settings.development_key is None  # real workspaces get no published key
-    assert (target / ".github/workflows/dsr-plan.yml").is_file()
-    assert (target / ".github/workflows/dsr-apply.yml").is_file()
-    assert (target / "state/.gitignore").read_text().splitlines()[1] == "*"
-    before = (target / "dsr.yaml").read_text()
-    again = CliRunner().invoke(cli, ["init", str(target)])
-    assert again.exit_code == 1 and "never overwrites" in again.output
-    assert (target / "dsr.yaml").read_text() == before
-
-
 def test_the_subject_is_never_recorded_as_the_requester(demo_workspace: Path) -> None:
     from click.testing import CliRunner
 
