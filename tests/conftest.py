@@ -33,6 +33,14 @@ SERVERS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _not_on_a_ci_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run as on a laptop even when the suite itself runs in CI: `CI` set changes what
+    `dsr apply` accepts (a local state file is refused). Tests of that behaviour set it."""
+    for name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def make_engine(url: str) -> Engine:
     """An engine on `url`; on SQLite, with foreign keys enforced on every connection."""
     engine = create_engine(url)
