@@ -17,7 +17,7 @@ from reconciler.desired.model import Desired
 from reconciler.observe.model import Observed
 from reconciler.plan.model import Change
 from reconciler.privacy.identity import IdentityKey, hash_identity
-from reconciler.store import AuditEvent, AuditRecord, Outcome, StateStore
+from reconciler.store import AuditEvent, Outcome, StateStore, Tombstone
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Context:
     should_stop: Callable[[], bool] = lambda: False  # asked to stop at the next boundary
     run_id: str = ""
     done: list[ChangeResult] = field(default_factory=list)  # this run's results so far
+    # Receipts and tombstones made in this batch, written by the executor with its journal.
+    completions: list[tuple[AuditEvent, Tombstone]] = field(default_factory=list)
     _fresh: Observed | None = None
 
     def __post_init__(self) -> None:
@@ -59,12 +61,6 @@ class Context:
 
     def changed(self) -> None:
         self._fresh = None
-
-    def audit(
-        self, change: Change, result: ChangeResult, details: Mapping[str, Any]
-    ) -> AuditRecord:
-        """Appends the audit record of a change carried out: counts and hashes only."""
-        return self.store.append_audit(self.audit_event(change, result, details))
 
     def audit_event(
         self, change: Change, result: ChangeResult, details: Mapping[str, Any]
@@ -89,7 +85,8 @@ class Context:
 
 
 # What a handler returns: the result, and the details its audit record carries. A handler
-# that writes its own audit record (complete) returns None for the details.
+# whose audit record is made otherwise (complete: its receipt, in `completions`) returns None
+# for the details.
 Handled = tuple[ChangeResult, dict[str, Any] | None]
 Handler = Callable[[Change, Context], Handled]
 

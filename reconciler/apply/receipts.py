@@ -16,7 +16,6 @@ from typing import Any
 
 from reconciler.apply.context import ChangeResult, Context, Handled
 from reconciler.errors import DsrError
-from reconciler.faults import kill_point
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
 from reconciler.store import FactKind, Outcome, Tombstone
@@ -32,8 +31,8 @@ _COUNTED: dict[str, str] = {
 
 
 def complete(change: Change, ctx: Context) -> Handled:
-    """Writes the receipt and the tombstone; returns no details (the receipt is its own
-    audit record)."""
+    """Makes the receipt and the tombstone, for the executor to write (`ctx.completions`);
+    returns no details (the receipt is its own audit record)."""
     rid = change.request or ""
     records = ctx.store.audit_records(rid)
     # Since the last completion the tombstone points at: if a run died between writing a
@@ -98,8 +97,8 @@ def complete(change: Change, ctx: Context) -> Handled:
         identities, kind, systems = previous.identities, previous.subject_kind, previous.systems
     else:
         raise DsrError(f"{rid}: neither a request file nor a tombstone")
-    # The receipt and the tombstone in one transaction: never one without the other.
+    # The receipt and the tombstone, committed by the executor in one transaction with the
+    # batch's journal: never one without the other.
     tombstone = Tombstone(rid, kind, identities, systems, ctx.clock())
-    ctx.store.record_completion(ctx.audit_event(change, result, {"receipt": receipt}), tombstone)
-    kill_point("receipt")
+    ctx.completions.append((ctx.audit_event(change, result, {"receipt": receipt}), tombstone))
     return result, None

@@ -10,7 +10,7 @@ together. This module must not print, exit, or format values into SQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -110,32 +110,40 @@ class AuditLog:
     def record_completion(self, event: AuditEvent, tombstone: Tombstone) -> AuditRecord:
         """The receipt of an erasure and its tombstone, in one transaction: a run killed in
         between leaves both or neither, so the next run never writes a second receipt."""
-        values = tombstone_values(tombstone)
         with self._write() as conn:
-            record = self.append_in(conn, event)
-            values["receipt_hash"] = record.hash
-            key = tombstones_table.c.request_id
-            done = conn.execute(
-                sa.update(tombstones_table).where(key == tombstone.request_id).values(**values)
-            )
-            if done.rowcount == 0:
-                conn.execute(
-                    sa.insert(tombstones_table).values(request_id=tombstone.request_id, **values)
-                )
-            # The receipt holds the request's facts now; the next cycle starts afresh.
+            return self.complete_in(conn, event, tombstone)
+
+    def complete_in(self, conn: Connection, event: AuditEvent, tombstone: Tombstone) -> AuditRecord:
+        """`record_completion` inside the caller's write transaction."""
+        values = tombstone_values(tombstone)
+        record = self.append_in(conn, event)
+        values["receipt_hash"] = record.hash
+        key = tombstones_table.c.request_id
+        done = conn.execute(
+            sa.update(tombstones_table).where(key == tombstone.request_id).values(**values)
+        )
+        if done.rowcount == 0:
             conn.execute(
-                sa.delete(request_facts_table).where(
-                    request_facts_table.c.request_id == tombstone.request_id
-                )
+                sa.insert(tombstones_table).values(request_id=tombstone.request_id, **values)
             )
+        # The receipt holds the request's facts now; the next cycle starts afresh.
+        conn.execute(
+            sa.delete(request_facts_table).where(
+                request_facts_table.c.request_id == tombstone.request_id
+            )
+        )
         return record
 
     def append_in(self, conn: Connection, event: AuditEvent) -> AuditRecord:
         """Appends a record inside the caller's write transaction (it commits with the state
         the record describes)."""
-        details_json = canonical_json(event.details)
-        details: dict[str, Any] = json.loads(details_json)  # a private copy, as stored
-        at = format_time(event.at)
+        return self.append_many_in(conn, [event])[0]
+
+    def append_many_in(self, conn: Connection, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Appends records, in order, inside the caller's write transaction: the head is
+        locked and read once, the records inserted in one executemany, the head moved once."""
+        if not events:
+            return []
         head = conn.execute(
             sa.select(audit_head_table.c.seq, audit_head_table.c.hash)
             .where(audit_head_table.c.id == HEAD_ID)
@@ -144,44 +152,53 @@ class AuditLog:
         if head is None:
             raise DsrError("the audit log has no head row: run `dsr audit verify`")
         key = self._secret(conn, int(head.seq) + 1)
-        seq = int(head.seq) + 1
-        prev_hash = str(head.hash)
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "at": at,
-            "run_id": event.run_id,
-            "action": event.action,
-            "system": event.system,
-            "target": event.target,
-            "outcome": Outcome(event.outcome),
-            "request": event.request,
-            "details": details,
-            "prev_hash": prev_hash,
-        }
-        digest = audit_hash(fields, key)
-        conn.execute(
-            sa.insert(audit_table).values(**{**fields, "details": details_json, "hash": digest})
-        )
+        seq, prev_hash = int(head.seq), str(head.hash)
+        rows: list[dict[str, Any]] = []
+        records: list[AuditRecord] = []
+        for event in events:
+            details_json = canonical_json(event.details)
+            details: dict[str, Any] = json.loads(details_json)  # a private copy, as stored
+            at = format_time(event.at)
+            seq += 1
+            fields: dict[str, Any] = {
+                "seq": seq,
+                "at": at,
+                "run_id": event.run_id,
+                "action": event.action,
+                "system": event.system,
+                "target": event.target,
+                "outcome": Outcome(event.outcome),
+                "request": event.request,
+                "details": details,
+                "prev_hash": prev_hash,
+            }
+            digest = audit_hash(fields, key)
+            rows.append({**fields, "details": details_json, "hash": digest})
+            records.append(
+                AuditRecord(
+                    seq=seq,
+                    at=parse_time(at),
+                    run_id=event.run_id,
+                    action=event.action,
+                    system=event.system,
+                    target=event.target,
+                    outcome=Outcome(event.outcome),
+                    request=event.request,
+                    details=details,
+                    prev_hash=prev_hash,
+                    hash=digest,
+                )
+            )
+            prev_hash = digest
+        conn.execute(sa.insert(audit_table), rows)
         conn.execute(
             sa.update(audit_head_table)
             .where(audit_head_table.c.id == HEAD_ID)
-            .values(seq=seq, hash=digest)
+            .values(seq=seq, hash=prev_hash)
         )
         if key is not None:
-            _set_meta(conn, META_HEAD_MAC, head_mac(seq, digest, key))
-        return AuditRecord(
-            seq=seq,
-            at=parse_time(at),
-            run_id=event.run_id,
-            action=event.action,
-            system=event.system,
-            target=event.target,
-            outcome=Outcome(event.outcome),
-            request=event.request,
-            details=details,
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+            _set_meta(conn, META_HEAD_MAC, head_mac(seq, prev_hash, key))
+        return records
 
     def _secret(self, conn: Connection, next_seq: int) -> bytes | None:
         """The key the next record is hashed with: the store's audit key, once the chain is

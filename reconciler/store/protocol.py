@@ -10,7 +10,7 @@ the implementation is `sql.py`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -73,6 +73,20 @@ class StateStore(Protocol):
         message: str | None = None,
     ) -> None:
         """Record one step; committed (durable) when this returns, before the action runs."""
+        ...
+
+    def record_batch(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        journal: Sequence[tuple[str, JournalStatus, str | None]] = (),
+        audit: Sequence[AuditEvent] = (),
+        completions: Sequence[tuple[AuditEvent, Tombstone]] = (),
+    ) -> list[AuditRecord]:
+        """In one transaction, committed when this returns: the audit records (in order),
+        then each completion (a receipt and its tombstone, as `record_completion`), then the
+        journal entries (change id, status, message). Returns the records appended."""
         ...
 
     def journal_entries(self, run_id: str) -> list[JournalEntry]: ...

@@ -19,7 +19,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -280,6 +280,38 @@ class SqlStateStore:
                     run_id=run_id, change_id=change_id, status=status, at=at, message=message
                 )
             )
+
+    def record_batch(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        journal: Sequence[tuple[str, JournalStatus, str | None]] = (),
+        audit: Sequence[AuditEvent] = (),
+        completions: Sequence[tuple[AuditEvent, Tombstone]] = (),
+    ) -> list[AuditRecord]:
+        at = format_time(now)
+        entries = [
+            {
+                "run_id": run_id,
+                "change_id": change_id,
+                "status": member(JournalStatus, status, "journal status"),
+                "at": at,
+                "message": message,
+            }
+            for change_id, status, message in journal
+        ]
+        with self._write() as conn:
+            known = conn.execute(
+                sa.select(runs_table.c.id).where(runs_table.c.id == run_id)
+            ).first()
+            if known is None:
+                raise ValueError(f"unknown run {run_id!r}")
+            records = self._audit.append_many_in(conn, audit)
+            records += [self._audit.complete_in(conn, e, t) for e, t in completions]
+            if entries:
+                conn.execute(sa.insert(journal_table), entries)
+        return records
 
     def journal_entries(self, run_id: str) -> list[JournalEntry]:
         with self._read() as conn:
