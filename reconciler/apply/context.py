@@ -15,9 +15,10 @@ from typing import Any
 from reconciler.connectors import Connector
 from reconciler.desired.model import Desired
 from reconciler.observe.model import Observed
+from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
 from reconciler.privacy.identity import IdentityKey, hash_identity
-from reconciler.store import AuditEvent, Outcome, StateStore, Tombstone
+from reconciler.store import AuditEvent, AuditRecord, Outcome, StateStore, Tombstone
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,9 @@ class Context:
     done: list[ChangeResult] = field(default_factory=list)  # this run's results so far
     # Receipts and tombstones made in this batch, written by the executor with its journal.
     completions: list[tuple[AuditEvent, Tombstone]] = field(default_factory=list)
+    # The audit records of the requests in this batch, read at once (see `records_of`).
+    records: dict[str, list[AuditRecord]] = field(default_factory=dict)
+    _refreshed: tuple[int, dict[str, ChangeResult]] = (0, {})
     _fresh: Observed | None = None
 
     def __post_init__(self) -> None:
@@ -61,6 +65,19 @@ class Context:
 
     def changed(self) -> None:
         self._fresh = None
+
+    def records_of(self, request: str) -> list[AuditRecord]:
+        """A request's audit records, oldest first: read with its batch's, or now."""
+        found = self.records.get(request)
+        return found if found is not None else self.store.audit_records(request)
+
+    def refreshed(self) -> dict[str, ChangeResult]:
+        """The refreshes this run carried out so far (or tried), by system."""
+        seen, found = self._refreshed
+        if seen != len(self.done):
+            found = {o.change.system: o for o in self.done if o.change.action is Action.REFRESH}
+            self._refreshed = (len(self.done), found)
+        return found
 
     def audit_event(
         self, change: Change, result: ChangeResult, details: Mapping[str, Any]

@@ -34,7 +34,7 @@ def complete(change: Change, ctx: Context) -> Handled:
     """Makes the receipt and the tombstone, for the executor to write (`ctx.completions`);
     returns no details (the receipt is its own audit record)."""
     rid = change.request or ""
-    records = ctx.store.audit_records(rid)
+    records = ctx.records_of(rid)
     # Since the last completion the tombstone points at: if a run died between writing a
     # receipt and its tombstone, the next receipt covers that run's work again.
     previous = ctx.observed.completed.get(rid)
@@ -66,9 +66,9 @@ def complete(change: Change, ctx: Context) -> Handled:
         if name in scope
     }
     refreshes |= {
-        o.change.system: {"status": o.status.value, "at": ctx.clock().isoformat(timespec="seconds")}
-        for o in ctx.done
-        if o.change.action is Action.REFRESH and o.change.system in scope
+        name: {"status": o.status.value, "at": ctx.clock().isoformat(timespec="seconds")}
+        for name, o in ctx.refreshed().items()
+        if name in scope
     }
     verified = sorted(r.system for r in since if r.action == Action.VERIFY)
     completed_on = ctx.clock().date()

@@ -55,6 +55,7 @@ META_KEY_ID = "audit_key_id"
 META_KEYED_FROM = "audit_keyed_from"
 META_HEAD_MAC = "audit_head_mac"
 
+_CHUNK = 500  # request ids in one IN list
 Transaction = Callable[[], AbstractContextManager[Connection]]
 
 
@@ -115,24 +116,33 @@ class AuditLog:
 
     def complete_in(self, conn: Connection, event: AuditEvent, tombstone: Tombstone) -> AuditRecord:
         """`record_completion` inside the caller's write transaction."""
-        values = tombstone_values(tombstone)
-        record = self.append_in(conn, event)
-        values["receipt_hash"] = record.hash
-        key = tombstones_table.c.request_id
-        done = conn.execute(
-            sa.update(tombstones_table).where(key == tombstone.request_id).values(**values)
-        )
-        if done.rowcount == 0:
+        return self.complete_many_in(conn, [(event, tombstone)])[0]
+
+    def complete_many_in(
+        self, conn: Connection, completions: Sequence[tuple[AuditEvent, Tombstone]]
+    ) -> list[AuditRecord]:
+        """Receipts and their tombstones inside the caller's write transaction: the receipts
+        appended in order, each tombstone (a new one, or replacing the request's earlier one)
+        pointing at its receipt, and the requests' facts cleared (the receipts hold them)."""
+        if not completions:
+            return []
+        records = self.append_many_in(conn, [event for event, _ in completions])
+        rows = [
+            {**tombstone_values(t), "request_id": t.request_id, "receipt_hash": r.hash}
+            for (_, t), r in zip(completions, records, strict=True)
+        ]
+        ids = [t.request_id for _, t in completions]
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
             conn.execute(
-                sa.insert(tombstones_table).values(request_id=tombstone.request_id, **values)
+                sa.delete(tombstones_table).where(tombstones_table.c.request_id.in_(chunk))
             )
-        # The receipt holds the request's facts now; the next cycle starts afresh.
-        conn.execute(
-            sa.delete(request_facts_table).where(
-                request_facts_table.c.request_id == tombstone.request_id
+            # The receipt holds the request's facts now; the next cycle starts afresh.
+            conn.execute(
+                sa.delete(request_facts_table).where(request_facts_table.c.request_id.in_(chunk))
             )
-        )
-        return record
+        conn.execute(sa.insert(tombstones_table), rows)
+        return records
 
     def append_in(self, conn: Connection, event: AuditEvent) -> AuditRecord:
         """Appends a record inside the caller's write transaction (it commits with the state
@@ -228,22 +238,23 @@ class AuditLog:
             query = query.where(audit_table.c.request == request)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [
-            AuditRecord(
-                seq=int(row.seq),
-                at=parse_time(row.at),
-                run_id=row.run_id,
-                action=row.action,
-                system=row.system,
-                target=row.target,
-                outcome=Outcome(row.outcome),
-                request=row.request,
-                details=json.loads(row.details),
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
-            for row in rows
-        ]
+        return [_record(row) for row in rows]
+
+    def records_of(self, requests: Sequence[str]) -> dict[str, list[AuditRecord]]:
+        """The records of each request (every one asked for, [] when it has none), oldest
+        first; read `_CHUNK` requests a query."""
+        found: dict[str, list[AuditRecord]] = {r: [] for r in requests}
+        ids = list(found)
+        with self._read() as conn:
+            for i in range(0, len(ids), _CHUNK):
+                query = (
+                    sa.select(audit_table)
+                    .where(audit_table.c.request.in_(ids[i : i + _CHUNK]))
+                    .order_by(audit_table.c.seq)
+                )
+                for row in conn.execute(query):
+                    found[row.request].append(_record(row))
+        return found
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last record: what a CI log should witness after each apply."""
@@ -321,3 +332,19 @@ class AuditLog:
         if witness is not None:
             problems += witness_problems(records, witness)
         return problems
+
+
+def _record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        seq=int(row.seq),
+        at=parse_time(row.at),
+        run_id=row.run_id,
+        action=row.action,
+        system=row.system,
+        target=row.target,
+        outcome=Outcome(row.outcome),
+        request=row.request,
+        details=json.loads(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )

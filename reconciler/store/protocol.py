@@ -10,7 +10,7 @@ the implementation is `sql.py`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -108,6 +108,10 @@ class StateStore(Protocol):
 
     def audit_records(self, request: str | None = None) -> list[AuditRecord]: ...
 
+    def audit_records_of(self, requests: Sequence[str]) -> dict[str, list[AuditRecord]]:
+        """`audit_records(r)` for each of `requests`, read at once."""
+        ...
+
     def audit_head(self) -> tuple[int, str]:
         """(seq, hash) of the last audit record, for a CI log to witness."""
         ...
@@ -150,6 +154,17 @@ class StateStore(Protocol):
         self, request_id: str, state: RequestState, *, now: datetime, detail: str | None = None
     ) -> None:
         """Insert or replace the state of a request."""
+        ...
+
+    def record_requests(
+        self,
+        states: Mapping[str, tuple[RequestState, str | None]],
+        facts: Mapping[str, list[Fact]],
+        *,
+        now: datetime,
+    ) -> None:
+        """In one transaction: the state (and detail) of each request, as `set_request_state`,
+        and the facts of each, as `record_facts`."""
         ...
 
     def request_states(self) -> dict[str, RequestRecord]:

@@ -19,7 +19,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,9 @@ from reconciler.store.tables import (
 _IDENTITY_HASH = re.compile(IDENTITY_HASH_PATTERN)
 # Set on a Connection to choose how the SQLite begin hook starts its transaction.
 _BEGIN_OPTION = "dsr_sqlite_begin"
+
+
+_CHUNK = 500  # keys in one IN list
 
 
 class StoreError(DsrError):
@@ -308,7 +311,7 @@ class SqlStateStore:
             if known is None:
                 raise ValueError(f"unknown run {run_id!r}")
             records = self._audit.append_many_in(conn, audit)
-            records += [self._audit.complete_in(conn, e, t) for e, t in completions]
+            records += self._audit.complete_many_in(conn, completions)
             if entries:
                 conn.execute(sa.insert(journal_table), entries)
         return records
@@ -368,6 +371,9 @@ class SqlStateStore:
     def audit_records(self, request: str | None = None) -> list[AuditRecord]:
         return self._audit.records(request)
 
+    def audit_records_of(self, requests: Sequence[str]) -> dict[str, list[AuditRecord]]:
+        return self._audit.records_of(requests)
+
     def audit_head(self) -> tuple[int, str]:
         return self._audit.head()
 
@@ -380,28 +386,8 @@ class SqlStateStore:
         """Keeps each fact (one per kind, system and table; a later one replaces it)."""
         if not facts:
             return
-        t = request_facts_table
         with self._write() as conn:
-            for f in facts:
-                where = sa.and_(
-                    t.c.request_id == request_id,
-                    t.c.kind == f.kind.value,
-                    t.c.system == f.system,
-                    t.c.table_name == f.table,
-                )
-                conn.execute(sa.delete(t).where(where))
-                conn.execute(
-                    sa.insert(t).values(
-                        request_id=request_id,
-                        kind=f.kind.value,
-                        system=f.system,
-                        table_name=f.table,
-                        rows=f.rows,
-                        reason=f.reason,
-                        masked=f.masked,
-                        at=format_time(now),
-                    )
-                )
+            _record_facts(conn, request_id, facts, now)
 
     def request_facts(self) -> dict[str, tuple[Fact, ...]]:
         t = request_facts_table
@@ -495,6 +481,33 @@ class SqlStateStore:
             "at": format_time(now),
         }
         self._upsert(request_states_table, request_states_table.c.request_id, request_id, values)
+
+    def record_requests(
+        self,
+        states: Mapping[str, tuple[RequestState, str | None]],
+        facts: Mapping[str, list[Fact]],
+        *,
+        now: datetime,
+    ) -> None:
+        at = format_time(now)
+        rows = [
+            {
+                "request_id": rid,
+                "state": member(RequestState, state, "request state").value,
+                "detail": detail,
+                "at": at,
+            }
+            for rid, (state, detail) in states.items()
+        ]
+        t = request_states_table
+        with self._write() as conn:
+            ids = list(states)
+            for i in range(0, len(ids), _CHUNK):
+                conn.execute(sa.delete(t).where(t.c.request_id.in_(ids[i : i + _CHUNK])))
+            if rows:
+                conn.execute(sa.insert(t), rows)
+            for rid, found in facts.items():
+                _record_facts(conn, rid, found, now)
 
     def request_states(self) -> dict[str, RequestRecord]:
         with self._read() as conn:
@@ -628,6 +641,30 @@ class SqlStateStore:
                 )
             )
         return bool(done.rowcount)
+
+
+def _record_facts(conn: Connection, request_id: str, facts: list[Fact], now: datetime) -> None:
+    t = request_facts_table
+    for f in facts:
+        where = sa.and_(
+            t.c.request_id == request_id,
+            t.c.kind == f.kind.value,
+            t.c.system == f.system,
+            t.c.table_name == f.table,
+        )
+        conn.execute(sa.delete(t).where(where))
+        conn.execute(
+            sa.insert(t).values(
+                request_id=request_id,
+                kind=f.kind.value,
+                system=f.system,
+                table_name=f.table,
+                rows=f.rows,
+                reason=f.reason,
+                masked=f.masked,
+                at=format_time(now),
+            )
+        )
 
 
 def _run_info(row: Any) -> RunInfo:
