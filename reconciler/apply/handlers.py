@@ -4,7 +4,9 @@ A handler carries out one change against the context's connectors and store and 
 result with the details its audit record carries (counts, table names, digests: never a row
 value). It raises `DsrError` when the change fails; the executor records that and goes on
 with the changes that do not depend on it. Every handler is idempotent: run again after a
-crash, it changes nothing that is already done.
+crash, it changes nothing that is already done. The executor carries out the row changes
+(delete, mask, purge) of a batch together through `batched.py`; their handlers here are that,
+for a batch of one.
 """
 
 from __future__ import annotations
