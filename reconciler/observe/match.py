@@ -3,7 +3,8 @@
 The query step (`queries.py`) hands rows over as mappings of column to value; nothing here
 reads a database, so every function is tested on plain data (tests/observe/cases). A row of
 an identity table belongs to a subject when the keyed hash of one of its identity values is
-the subject's; a row of a linked table, when its link column holds a value of its parent's
+the subject's (decided here even for the rows a pushdown query chose: the query only
+narrows what is read); a row of a linked table, when its link column holds a value of its parent's
 matched rows. Raw values live only in the loop's local variables and in `Linked`: what leaves
 this module is primary keys (in memory), counts and booleans.
 
@@ -19,8 +20,7 @@ from typing import Any
 
 from reconciler.desired.model import ErasureStrategy, Table, TableKind
 from reconciler.observe.model import Match
-from reconciler.observe.subjects import SubjectIndex
-from reconciler.privacy.identity import IdentityKey, matching_hashes
+from reconciler.observe.subjects import Wanted
 from reconciler.privacy.masking import is_masked
 
 Row = Mapping[str, Any]
@@ -56,15 +56,15 @@ def _link_key(value: Any) -> str:
     return str(value).rstrip().casefold()
 
 
-def identity_requests(spec: Table, row: Row, index: SubjectIndex, key: IdentityKey) -> set[str]:
-    """The requests whose subject the row's identity values name."""
+def identity_requests(spec: Table, row: Row, wanted: Wanted) -> set[str]:
+    """The requests whose subject the row's identity values name. A type no subject is
+    looked for by is not hashed at all."""
     found: set[str] = set()
     for kind, column in spec.identities.items():
         value = row[column]
-        if value is None or value == "":
+        if value is None or value == "" or kind not in wanted.keys:
             continue
-        for digest in matching_hashes(kind, str(value), key):
-            found |= index.get((kind, digest), set())
+        found |= wanted.requests(kind, str(value))
     return found
 
 

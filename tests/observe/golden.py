@@ -35,7 +35,7 @@ from reconciler.observe.match import (
     linked_requests,
 )
 from reconciler.observe.model import Match
-from reconciler.observe.subjects import Subject, subject_index
+from reconciler.observe.subjects import Subject, Wanted
 from reconciler.privacy.identity import IdentityKey, hash_identity
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -86,7 +86,7 @@ def match_tables(
     foreign_keys: Sequence[ForeignKeyInfo] = (),
 ) -> dict[tuple[str, str], Match]:
     """`collect._match_tables`, with each query replaced by the whole table."""
-    index = subject_index(subjects)
+    wanted = Wanted(subjects, KEY)
     linked: dict[str, set[str]] = defaultdict(set)
     for t in tables.values():
         if t.subject:
@@ -106,7 +106,7 @@ def match_tables(
         found = TableMatch(spec, linked[name])
         if spec.identities:
             for row in rows.get(name, ()):
-                found.add(row, identity_requests(spec, row, index, KEY))
+                found.add(row, identity_requests(spec, row, wanted))
         elif spec.subject:
             parent = done.get(spec.subject.table)
             parents = parent.values.get(spec.subject.references) if parent else None
