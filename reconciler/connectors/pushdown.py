@@ -81,6 +81,7 @@ def where_matching(
 def _postgresql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
     text = sa.cast(column, sa.Text)
     plain = sa.collate(text, "C").op("~")(sa.literal(PRINTABLE_ASCII, sa.Text))
+    normal: sa.ColumnElement[str]
     if f.kind == "email":
         normal = sa.func.lower(sa.collate(sa.func.btrim(text), "C"), type_=sa.Text)
     elif f.kind == "phone":
@@ -115,6 +116,7 @@ def _mysql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
     as_utf8 = sa.collate(sa.cast(column, mysql.CHAR(charset="utf8mb4")), "utf8mb4_bin")
     plain = as_utf8.op("REGEXP")(sa.literal(PRINTABLE_ASCII))
     text = sa.collate(sa.cast(column, mysql.CHAR(charset="ascii")), "ascii_bin")
+    normal: sa.ColumnElement[str]
     if f.kind == "email":
         normal = sa.func.lower(sa.func.trim(text))
     elif f.kind == "phone":

@@ -80,7 +80,9 @@ class SqlConnector:
                 what, exc, transient=is_transient(exc), elapsed=elapsed, quiet=quiet
             ) from None
 
-    def _once(self, what: str | Callable[[], str], fn: Callable[[], T], *, quiet: bool = False) -> T:
+    def _once(
+        self, what: str | Callable[[], str], fn: Callable[[], T], *, quiet: bool = False
+    ) -> T:
         """Runs `fn` once, wrapping errors: for steps that must not be repeated (the next
         batch of a stream whose earlier batches the caller already has)."""
         try:
@@ -183,7 +185,8 @@ class SqlConnector:
         def read() -> SqlHashing:
             with self.engine.connect():  # the server's version is known once connected
                 dialect = self.engine.dialect
-            return sql_hashing(dialect.name, dialect.server_version_info or (), _is_mariadb(dialect))
+            version = dialect.server_version_info or ()
+            return sql_hashing(dialect.name, version, _is_mariadb(dialect))
 
         return self._run("connecting", read)
 

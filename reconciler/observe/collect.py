@@ -3,10 +3,10 @@ own state store says it did.
 
 For each system: its permissions, its schema (reflected when erasures or exports need it) and
 every pending subject's rows, table by table, parents before children: the query step
-(`queries.py`) then the pure step (`match.py`). An identity table is matched by pushdown or
-streaming (`method.py`), and each system records which. A system that cannot be read is recorded with
-its error, not raised: the planner decides what that blocks. This module reads; it never
-writes to a system or to the state store.
+(`queries.py`) then the pure step (`match.py`). An identity table is matched by pushdown
+or streaming (`method.py`), and each system records which. A system that cannot be read is
+recorded with its error, not raised: the planner decides what that blocks. This module
+reads; it never writes to a system or to the state store.
 """
 
 from __future__ import annotations
