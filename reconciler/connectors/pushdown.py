@@ -29,7 +29,9 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from reconciler.privacy.identity import Pads
 
-PRINTABLE_ASCII = "^[ -~]*$"  # a regex: the values the database may normalise itself
+# A regex for a character outside printable ASCII: a value holding one is left to Python.
+# (Not `^[ -~]*$`: in MariaDB's PCRE, `$` also matches before a final newline.)
+NOT_PRINTABLE_ASCII = "[^ -~]"
 NOT_DIGIT = "[^0-9]"
 
 
@@ -71,8 +73,8 @@ class SqlHashing:
 def where_matching(
     dialect: str, table: sa.TableClause, filters: Sequence[IdentityFilter]
 ) -> sa.ColumnElement[bool]:
-    """The clause: a row is kept when any filter's column matches, or may match (is not
-    printable ASCII). `dialect` is SQLAlchemy's name: postgresql, mysql or mariadb."""
+    """The clause: a row is kept when any filter's column matches, or may match (holds a
+    character outside printable ASCII). `dialect` is SQLAlchemy's name: postgresql, mysql or mariadb."""
     build = _postgresql if dialect == "postgresql" else _mysql
     parts = [build(table.c[f.column], f) for f in filters]
     return sa.or_(*parts) if parts else sa.false()
@@ -80,7 +82,9 @@ def where_matching(
 
 def _postgresql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
     text = sa.cast(column, sa.Text)
-    plain = sa.collate(text, "C").op("~")(sa.literal(PRINTABLE_ASCII, sa.Text))
+    unplain = sa.collate(text, "C").op("~", is_comparison=True)(
+        sa.literal(NOT_PRINTABLE_ASCII, sa.Text)
+    )
     normal: sa.ColumnElement[str]
     if f.kind == "email":
         normal = sa.func.lower(sa.collate(sa.func.btrim(text), "C"), type_=sa.Text)
@@ -97,7 +101,7 @@ def _postgresql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
         outer = sa.func.sha256(_concat_bytes(_pad(k.pads.outer), inner), type_=sa.LargeBinary)
         wanted = sa.bindparam(None, sorted(k.digests), type_=postgresql.ARRAY(sa.LargeBinary))
         matches.append(outer == sa.any_(wanted))
-    return sa.or_(sa.not_(plain), *matches)
+    return sa.or_(unplain, *matches)
 
 
 def _concat_bytes(left: Any, right: Any) -> Any:
@@ -114,7 +118,7 @@ def _mysql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
     # normalisation reads it as ascii_bin, whose LOWER() maps A-Z only (a Turkish collation
     # would lower "I" to a dotless i).
     as_utf8 = sa.collate(sa.cast(column, mysql.CHAR(charset="utf8mb4")), "utf8mb4_bin")
-    plain = as_utf8.op("REGEXP")(sa.literal(PRINTABLE_ASCII))
+    unplain = as_utf8.op("REGEXP", is_comparison=True)(sa.literal(NOT_PRINTABLE_ASCII))
     text = sa.collate(sa.cast(column, mysql.CHAR(charset="ascii")), "ascii_bin")
     normal: sa.ColumnElement[str]
     if f.kind == "email":
@@ -130,4 +134,4 @@ def _mysql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
         outer = sa.func.unhex(sa.func.sha2(sa.func.concat(_pad(k.pads.outer), inner), 256))
         wanted = sa.bindparam(None, sorted(k.digests), type_=sa.LargeBinary, expanding=True)
         matches.append(outer.in_(wanted))
-    return sa.or_(sa.not_(plain), *matches)
+    return sa.or_(unplain, *matches)
