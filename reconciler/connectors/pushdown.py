@@ -74,7 +74,8 @@ def where_matching(
     dialect: str, table: sa.TableClause, filters: Sequence[IdentityFilter]
 ) -> sa.ColumnElement[bool]:
     """The clause: a row is kept when any filter's column matches, or may match (holds a
-    character outside printable ASCII). `dialect` is SQLAlchemy's name: postgresql, mysql or mariadb."""
+    character outside printable ASCII). `dialect`: SQLAlchemy's name of the database,
+    postgresql, mysql or mariadb."""
     build = _postgresql if dialect == "postgresql" else _mysql
     parts = [build(table.c[f.column], f) for f in filters]
     return sa.or_(*parts) if parts else sa.false()
