@@ -26,7 +26,7 @@ from reconciler.observe import queries
 from reconciler.observe.match import (
     TableMatch,
     count_references,
-    identity_requests,
+    identity_matches,
     linked_requests,
 )
 from reconciler.observe.method import HowMatched, Method, how_matched
@@ -239,8 +239,8 @@ def _match_tables(
             if filters:  # else no subject is looked for by this table's identity types
                 pushed = filters if how.method is Method.PUSHDOWN else None
                 for batch in queries.identity_rows(conn, spec, columns, pushed):
-                    for row in batch:
-                        found.add(row, identity_requests(spec, row, wanted))
+                    for row, requests in identity_matches(spec, columns, batch, wanted):
+                        found.add(row, requests)
         elif spec.subject:
             link = spec.subject
             parent = done.get(link.table)

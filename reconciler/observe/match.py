@@ -15,7 +15,7 @@ of them (a whole table): linked rows are matched again here on a common form of 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from reconciler.desired.model import ErasureStrategy, Table, TableKind
@@ -56,16 +56,28 @@ def _link_key(value: Any) -> str:
     return str(value).rstrip().casefold()
 
 
-def identity_requests(spec: Table, row: Row, wanted: Wanted) -> set[str]:
-    """The requests whose subject the row's identity values name. A type no subject is
-    looked for by is not hashed at all."""
-    found: set[str] = set()
-    for kind, column in spec.identities.items():
-        value = row[column]
-        if value is None or value == "" or kind not in wanted.keys:
-            continue
-        found |= wanted.requests(kind, str(value))
-    return found
+def identity_matches(
+    spec: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]], wanted: Wanted
+) -> Iterator[tuple[Row, set[str]]]:
+    """The rows (tuples in the order of `columns`) whose identity values name some request,
+    as mappings, with those requests. A type no subject is looked for by is not hashed, and
+    a row that names nobody is dropped without becoming a mapping."""
+    probes = [
+        (columns.index(column), find)
+        for kind, column in spec.identities.items()
+        if (find := wanted.finder(kind)) is not None
+    ]
+    for raw in rows:
+        found: set[str] | None = None
+        for i, find in probes:
+            value = raw[i]
+            if value is None or value == "":
+                continue
+            names = find(value if type(value) is str else str(value))
+            if names:
+                found = set(names) if found is None else found | names
+        if found:
+            yield dict(zip(columns, raw, strict=True)), found
 
 
 def linked_requests(spec: Table, row: Row, parents: Linked | None) -> set[str]:

@@ -39,15 +39,13 @@ def identity_rows(
     spec: Table,
     columns: Sequence[str],
     filters: Sequence[IdentityFilter] | None = None,
-) -> Iterator[list[Row]]:
-    """The rows of an identity table, those columns only, in batches: with `filters`, those
-    the database finds may match (pushdown); without, every row."""
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of an identity table, those columns only (tuples in their order), in
+    batches: with `filters`, those the database finds may match (pushdown); without, every
+    row. Tuples, not mappings: most rows read by streaming are dropped at once."""
     if filters is None:
-        batches = conn.scan(spec.name, columns, batch=BATCH)
-    else:
-        batches = conn.scan_matching(spec.name, columns, filters, batch=BATCH)
-    for batch in batches:
-        yield [dict(zip(columns, raw, strict=True)) for raw in batch]
+        return conn.scan(spec.name, columns, batch=BATCH)
+    return conn.scan_matching(spec.name, columns, filters, batch=BATCH)
 
 
 def linked_rows(

@@ -10,7 +10,7 @@ up by hex string in a `SubjectIndex` (roles, access.yaml), or by raw digest in `
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from reconciler.desired.approvals import approval_status
@@ -104,16 +104,29 @@ class Wanted:
                 if key_id == k.key_id:
                     frozen = {d: frozenset(r) for d, r in digests.items()}
                     self.keys.setdefault(kind, []).append((k, frozen))
-        self._hashers = {
-            kind: [(RawHasher(k.secret), digests) for k, digests in entries]
-            for kind, entries in self.keys.items()
-        }
+        self._finders = {kind: self._finder(kind) for kind in self.keys}
 
-    def requests(self, kind: str, value: str) -> set[str]:
+    def _finder(self, kind: str) -> Callable[[str], frozenset[str]]:
+        pairs = [(RawHasher(k.secret).of(kind), digests) for k, digests in self.keys[kind]]
+        none: frozenset[str] = frozenset()
+        if len(pairs) == 1:  # one key, the usual case: one hash and one lookup per value
+            [(digest, digests)] = pairs
+            return lambda value: digests.get(digest(value), none)
+
+        def find(value: str) -> frozenset[str]:
+            found = none
+            for digest, digests in pairs:
+                found = found | digests.get(digest(value), none)
+            return found
+
+        return find
+
+    def finder(self, kind: str) -> Callable[[str], frozenset[str]] | None:
+        """The requests a value of type `kind` names, as a function; None when no subject
+        is looked for by that type (nothing to hash)."""
+        return self._finders.get(kind)
+
+    def requests(self, kind: str, value: str) -> frozenset[str]:
         """The requests whose subject `value` (an identity of type `kind`) names."""
-        found: set[str] = set()
-        for hasher, digests in self._hashers.get(kind, ()):
-            names = digests.get(hasher.digest(kind, value))
-            if names:
-                found |= names
-        return found
+        find = self._finders.get(kind)
+        return find(value) if find else frozenset()

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.privacy.withhold import Sensitive
@@ -125,11 +126,22 @@ class RawHasher:
         return "RawHasher(***)"
 
     def digest(self, kind: str, value: str) -> bytes:
-        inner = self._inner.copy()
-        inner.update(f"{kind}:{_normal(kind, value)}".encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        return self.of(kind)(value)
+
+    def of(self, kind: str) -> Callable[[str], bytes]:
+        """The digest function for identities of type `kind` (the loop of a table scan)."""
+        prefix = f"{kind}:"
+        normal = functools.partial(_normal, kind)
+        inner_state, outer_state = self._inner, self._outer
+
+        def digest(value: str) -> bytes:
+            inner = inner_state.copy()
+            inner.update((prefix + normal(value)).encode())
+            outer = outer_state.copy()
+            outer.update(inner.digest())
+            return outer.digest()
+
+        return digest
 
 
 def derive(key: IdentityKey, purpose: str) -> IdentityKey:

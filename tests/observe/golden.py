@@ -31,10 +31,11 @@ from reconciler.desired.schemas import load_schema
 from reconciler.observe.match import (
     TableMatch,
     count_references,
-    identity_requests,
+    identity_matches,
     linked_requests,
 )
 from reconciler.observe.model import Match
+from reconciler.observe.queries import columns_of
 from reconciler.observe.subjects import Subject, Wanted
 from reconciler.privacy.identity import IdentityKey, hash_identity
 
@@ -105,8 +106,10 @@ def match_tables(
             continue
         found = TableMatch(spec, linked[name])
         if spec.identities:
-            for row in rows.get(name, ()):
-                found.add(row, identity_requests(spec, row, wanted))
+            columns = columns_of(spec, sorted(linked[name] | set(spec.mask)))
+            tuples = [tuple(row.get(c) for c in columns) for row in rows.get(name, ())]
+            for row, requests in identity_matches(spec, columns, tuples, wanted):
+                found.add(row, requests)
         elif spec.subject:
             parent = done.get(spec.subject.table)
             parents = parent.values.get(spec.subject.references) if parent else None
