@@ -149,7 +149,6 @@ def _find_subjects(
     users = [s for s in here if s.kind is SubjectKind.USER]
     if not (customers and system.tables) and not (users and system.permissions):
         return None, {}, {}, None
-    methods: Methods = {}
     try:
         schemas = {t.rpartition(".")[0] or None for t in {**system.tables, **system.user_data}}
         schema = conn.reflect(schemas)
@@ -162,7 +161,7 @@ def _find_subjects(
             matches |= _match_roles(system, conn, users, key)
         return schema, matches, hashing.methods, None
     except ConnectorError as exc:
-        return None, {}, methods, exc.detail
+        return None, {}, {}, exc.detail
 
 
 class _Hashing:

@@ -4,6 +4,7 @@ pushdown where the database cannot hash is a problem with file:line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -31,6 +32,8 @@ def test_validate_says_how_each_identity_table_is_matched(demo_workspace: Path) 
     line = next(x for x in result.output.splitlines() if x.startswith("Matched "))
     assert line.startswith(f"Matched by {SQLITE}: ")
     assert "crm.customers" in line and "shop.customers" in line
+    as_json = json.loads(dsr(demo_workspace, "validate", "--format", "json").output)
+    assert as_json["matching"]["crm"] == {"customers": SQLITE}
 
 
 def test_match_stream_is_said(demo_workspace: Path) -> None:
