@@ -7,6 +7,10 @@ what to change: it carries out what the executor asks, idempotently.
 
 Each primitive that writes runs in one transaction for the whole call, so a failure part way
 (a foreign key that forbids a delete, a UNIQUE clash) leaves the system as it was.
+
+`scan_matching` reads an identity table through the pushdown clause (`pushdown.py`), whose
+parameters hold the identity key's pads: its errors give the database's error code only,
+and the engine hides bound parameters from SQLAlchemy's logs and messages.
 """
 
 from __future__ import annotations

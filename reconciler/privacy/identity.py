@@ -57,11 +57,15 @@ def _keyed(secret: bytes) -> hmac.HMAC:
 
 def _normal(kind: str, raw: str) -> str:
     """E-mail: trimmed and lower-cased. Phone: digits with a leading `+`. Others: trimmed."""
+    return _normaliser(kind)(raw)
+
+
+def _normaliser(kind: str) -> Callable[[str], str]:
     if kind == "email":
-        return raw.strip().lower()
+        return lambda raw: raw.strip().lower()
     if kind == "phone":
-        return "+" + _NOT_DIGIT.sub("", raw)
-    return raw.strip()
+        return lambda raw: "+" + _NOT_DIGIT.sub("", raw)
+    return str.strip
 
 
 # Characters a value may hold for a database to normalise it exactly as `_normal` does:
@@ -131,7 +135,7 @@ class RawHasher:
     def of(self, kind: str) -> Callable[[str], bytes]:
         """The digest function for identities of type `kind` (the loop of a table scan)."""
         prefix = f"{kind}:"
-        normal = functools.partial(_normal, kind)
+        normal = _normaliser(kind)
         inner_state, outer_state = self._inner, self._outer
 
         def digest(value: str) -> bytes:
