@@ -307,3 +307,43 @@ def test_a_column_of_another_type_streams() -> None:
     columns = {"phone": ColumnInfo("phone", True, False, False, "numeric", None)}
     how = how_matched(MatchMode.AUTO, SqlHashing("PostgreSQL 15"), spec, columns)
     assert str(how) == "stream (column phone holds numeric values)"
+
+
+INTEGER_IDENTITIES = {
+    "tables": {
+        "customers": {
+            "primary_key": "id",
+            "identities": {"phone": "phone", "customer_id": "customer_no"},
+            "on_erasure": "delete",
+        }
+    },
+    "rows": {
+        "customers": [
+            {"id": 1, "phone": 551239235555, "customer_no": 12345},
+            {"id": 2, "phone": 551239235556, "customer_no": 123450},
+            {"id": 3, "phone": None, "customer_no": 0},
+        ]
+    },
+    "subjects": {"DSR-1": [["phone", "+55 12 3923-5555"]], "DSR-2": [["customer_id", " 12345"]]},
+}
+
+
+def test_integer_identity_columns_are_pushed_down_as_their_text(server: str) -> None:
+    """An integer column is hashed as Python's str() writes it: the database's text of it."""
+    _write(server, INTEGER_IDENTITIES)
+    pushed, methods, rows = _observe(server, INTEGER_IDENTITIES, MatchMode.PUSHDOWN)
+    streamed, _, _ = _observe(server, INTEGER_IDENTITIES, MatchMode.STREAM)
+    assert methods == {"customers": "pushdown"}
+    assert pushed == streamed
+    assert set(pushed) == {"DSR-1/customers", "DSR-2/customers"}
+    assert pushed["DSR-1/customers"]["keys"] == [1] and pushed["DSR-2/customers"]["keys"] == [1]
+    assert rows == 1
+
+
+def test_how_a_table_was_matched_is_not_in_the_digest() -> None:
+    """Both ways find the same rows: a saved plan stays valid when the way changes."""
+    from reconciler.observe.model import ObservedSystem
+
+    one = ObservedSystem("s", matched_by={"customers": "pushdown"})
+    other = ObservedSystem("s", matched_by={"customers": "stream (match: stream)"})
+    assert one.digest == other.digest
