@@ -168,7 +168,8 @@ class SqlConnector:
     def scan(
         self, table: str, columns: Sequence[str], *, batch: int = 5000
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Every row of `table` (those columns only), in lists of at most `batch` rows.
+        """Every row of `table` (those columns only), in lists of at most `batch` rows (each
+        a SQLAlchemy Row, which compares, indexes and unpacks as a tuple).
 
         Memory stays bounded by `batch`: PostgreSQL and MariaDB stream through a server-side
         cursor (psycopg's named cursor, PyMySQL's SSCursor); SQLite's cursor steps through
@@ -229,12 +230,15 @@ class SqlConnector:
         # Both closed even if the caller stops early: the result first, so that PyMySQL
         # finishes its unbuffered result before the connection rolls back.
         with conn, result:
+            # Rows as the driver's fetchmany() gave them, wrapped once: a Row compares,
+            # indexes and unpacks as a tuple, and copying each into one costs as much as
+            # reading it (a table scan is hundreds of thousands of rows).
             parts = result.partitions()
             while True:
                 part = self._once(what, lambda: next(parts, None), quiet=quiet)
                 if part is None:
                     return
-                yield [tuple(row) for row in part]
+                yield list(part)
 
     def select_where_in(
         self,
