@@ -62,8 +62,16 @@ def _label(item: pytest.Item) -> str | None:
     return str(marker.args[0]) if marker else None
 
 
+# The table's order: the issue's list.
+MODULES = ("test_kills", "test_concurrency", "test_bad_inputs", "test_tampering", "test_outbox")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
+    def order(item: pytest.Item) -> int:
+        name = item.module.__name__.rpartition(".")[2] if item.module else ""
+        return MODULES.index(name) if name in MODULES else len(MODULES)
+
+    for item in sorted(items, key=order):  # stable: tests keep their order within a module
         if (label := _label(item)) is not None:
             ROWS.setdefault(label, Row())
 
@@ -105,7 +113,7 @@ def _dump_store(runner: workload.Runner) -> list[str]:
                 return [
                     repr(tuple(r))
                     for name in sa.inspect(conn).get_table_names()
-                    if name != "packages"
+                    if name != "export_packages"
                     for r in conn.execute(sa.text(f'SELECT * FROM "{name}"'))
                 ]
         finally:
@@ -114,7 +122,7 @@ def _dump_store(runner: workload.Runner) -> list[str]:
     if not path.exists():
         return []
     with sqlite3.connect(path) as db:
-        return [line for line in db.iterdump() if 'INSERT INTO "packages"' not in line]
+        return [line for line in db.iterdump() if 'INSERT INTO "export_packages"' not in line]
 
 
 def grep(runners: list[workload.Runner]) -> tuple[int, list[str]]:
@@ -136,20 +144,28 @@ def grep(runners: list[workload.Runner]) -> tuple[int, list[str]]:
     return len(texts), sorted(set(leaks))
 
 
-@pytest.fixture(autouse=True)
-def _grep_outputs(request: pytest.FixtureRequest) -> Iterator[None]:
-    workload.Runner.live.clear()
-    yield
-    runners = list(workload.Runner.live)
-    workload.Runner.live.clear()
-    if not runners:
-        return
-    searched, leaks = grep(runners)
+def grep_now(runners: list[workload.Runner], test: str) -> None:
+    """Greps these runners now (a test whose state store is dropped at its end calls it)."""
+    try:
+        searched, leaks = grep(runners)
+    finally:
+        for runner in runners:
+            runner.dirty = False
+            runner.outputs.clear()
     row = ROWS.setdefault(GREP_ROW, Row())
     row.trials += searched
     if leaks:
-        row.failures.append(f"{request.node.name}: {leaks[0]}")
+        row.failures.append(f"{test}: {leaks[0]}")
         pytest.fail(f"raw identifiers leaked: {leaks}")
+
+
+@pytest.fixture(autouse=True)
+def _grep_outputs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, every runner used since the last grep (fixtures' runners too)."""
+    yield
+    runners = [r for r in workload.Runner.live if r.dirty]
+    if runners:
+        grep_now(runners, request.node.name)
 
 
 # -- the table ------------------------------------------------------------------------------

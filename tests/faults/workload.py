@@ -62,7 +62,8 @@ class Runner:
     store_url: str | None = None  # a shared state store; None: the workspace's SQLite file
     outputs: list[str] = field(default_factory=list)
     placed: set[Path] = field(default_factory=set)  # files a test put there on purpose
-    live: ClassVar[list[Runner]] = []  # every runner of the current test, for the grep
+    dirty: bool = True  # used since the grep last looked at it
+    live: ClassVar[list[Runner]] = []  # every runner made, for the grep
 
     def __post_init__(self) -> None:
         Runner.live.append(self)
@@ -80,6 +81,7 @@ class Runner:
 
     def dsr(self, *args: str, input: str | None = None) -> Result:
         """In process (fast); `env` as a real process would have it."""
+        self.dirty = True
         result = CliRunner().invoke(
             cli, ["-C", str(self.ws), *args], input=input, env=self.env, catch_exceptions=True
         )
@@ -91,6 +93,7 @@ class Runner:
     ) -> subprocess.Popen[str]:
         """`python -m reconciler -C WS ARGS`, or `python SCRIPT -C WS ARGS`."""
         program = [str(script)] if script else ["-m", "reconciler"]
+        self.dirty = True
         return subprocess.Popen(
             [sys.executable, *program, "-C", str(self.ws), *args],
             stdout=subprocess.PIPE,
