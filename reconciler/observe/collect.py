@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from reconciler.connectors import Connector
@@ -58,6 +58,7 @@ def observe_all(
     """Every system, and dsr's own record of completed erasures, refreshes and exports, each
     built package checked in `outbox` (None: packages are not looked at)."""
     exports = store.exports()
+    problems = package_problems(exports, outbox) if outbox is not None else {}
     observed = observe(
         desired,
         connectors,
@@ -65,12 +66,10 @@ def observe_all(
         completed=store.tombstones(),
         refreshes=store.last_refreshes(),
         exports=exports,
+        rebuild=problems,
         progress=progress,
     )
-    facts = store.request_facts()
-    if outbox is None:
-        return replace(observed, facts=facts)
-    return replace(observed, facts=facts, package_problems=package_problems(exports, outbox))
+    return replace(observed, facts=store.request_facts(), package_problems=problems)
 
 
 def package_problems(
@@ -97,11 +96,15 @@ def observe(
     completed: Mapping[str, Tombstone] | None = None,
     refreshes: Mapping[str, RefreshRecord] | None = None,
     exports: Mapping[str, ExportRecord] | None = None,
+    rebuild: Collection[str] = (),
     progress: Progress | None = None,
 ) -> Observed:
+    """`rebuild`: exports whose package is missing or altered: their subjects' rows are looked
+    for again, as for a first build (else a rebuilt package would hold nothing)."""
     completed = dict(completed or {})
     exports = dict(exports or {})
-    subjects = pending_subjects(desired, completed, exports)
+    built = [rid for rid in exports if rid not in rebuild]
+    subjects = pending_subjects(desired, completed, built)
     systems: dict[str, ObservedSystem] = {}
     for name, system in sorted(desired.systems.items()):
         started = time.monotonic()

@@ -188,6 +188,10 @@ class StateStore(Protocol):
         """Upsert by request id (expiry sets `expired_at`)."""
         ...
 
+    def record_export_change(self, event: AuditEvent, record: ExportRecord) -> AuditRecord:
+        """`record_export` and the audit record of that build or expiry, in one transaction."""
+        ...
+
     def exports(self) -> dict[str, ExportRecord]: ...
 
     # --- export packages (the outbox of a shared store) ---

@@ -568,15 +568,25 @@ class SqlStateStore:
     # --- exports -------------------------------------------------------------------------
 
     def record_export(self, record: ExportRecord) -> None:
-        values = {
-            "path": record.path,
-            "manifest_sha256": record.manifest_sha256,
-            "rows": record.rows,
-            "built_at": format_time(record.built_at),
-            "expires_at": format_time(record.expires_at),
-            "expired_at": None if record.expired_at is None else format_time(record.expired_at),
-        }
+        values = _export_values(record)
         self._upsert(exports_table, exports_table.c.request_id, record.request_id, values)
+
+    def record_export_change(self, event: AuditEvent, record: ExportRecord) -> AuditRecord:
+        """An export's record and the audit record of its build or expiry, in one transaction:
+        a run killed in between leaves both or neither, so an export record never lacks the
+        audit record that vouches for it."""
+        key = exports_table.c.request_id
+        with self._write() as conn:
+            audited = self._append(conn, event)
+            values = _export_values(record)
+            done = conn.execute(
+                sa.update(exports_table).where(key == record.request_id).values(values)
+            )
+            if done.rowcount == 0:
+                conn.execute(
+                    sa.insert(exports_table).values(request_id=record.request_id, **values)
+                )
+        return audited
 
     def exports(self) -> dict[str, ExportRecord]:
         with self._read() as conn:
@@ -702,3 +712,14 @@ def _share_sqlite_file(engine: Engine) -> None:
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
+
+
+def _export_values(record: ExportRecord) -> dict[str, Any]:
+    return {
+        "path": record.path,
+        "manifest_sha256": record.manifest_sha256,
+        "rows": record.rows,
+        "built_at": format_time(record.built_at),
+        "expires_at": format_time(record.expires_at),
+        "expired_at": None if record.expired_at is None else format_time(record.expired_at),
+    }
