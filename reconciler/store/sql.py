@@ -577,7 +577,7 @@ class SqlStateStore:
         audit record that vouches for it."""
         key = exports_table.c.request_id
         with self._write() as conn:
-            audited = self._append(conn, event)
+            audited = self._audit.append_in(conn, event)
             values = _export_values(record)
             done = conn.execute(
                 sa.update(exports_table).where(key == record.request_id).values(values)
