@@ -207,7 +207,8 @@ class _Builder:
             key = event.value
             if event.anchor is not None or event.tag is not None or key == "<<":
                 raise _Unusual("an anchor, a tagged key or a merge key")
-            line = event.start_mark.line + 1
+            start: Any = event.start_mark  # set on every event libyaml makes
+            line = start.line + 1
             child = (*path, key)
             if key in out:
                 first = self.first.setdefault(child, lines[child])
