@@ -783,6 +783,73 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def targets(results: list[dict[str, Any]]) -> list[str]:
+    """Issue 11's targets, each met or not met with the measured number (only those the run
+    measured: a quick run checks its own sizes)."""
+    out: list[str] = []
+
+    def verdict(ok: bool, text: str) -> None:
+        out.append(f"{'met    ' if ok else 'NOT MET'}  {text}")
+
+    for r in (r for r in results if r["workload"] == "permissions"):
+        row, users = r["k"]["-"], f"{r['users']:,} users"
+        for key, what in (("plan", "plan"), ("noop", "no-op plan")):
+            verdict(
+                row[key]["s"] <= 1.0, f"permissions, {users}: {what} {row[key]['s']:.2f} s <= 1.0 s"
+            )
+        for key, what in (("plan_command", "dsr plan"), ("noop_command", "no-op dsr plan")):
+            seconds = row[key]["s"]
+            verdict(
+                seconds <= 1.0,
+                f"permissions, {users}: {what} command, whole, {seconds:.2f} s <= 1.0 s",
+            )
+    erasures = [r for r in results if r["workload"] == "erasure"]
+    largest = max((r["n"] for r in erasures), default=0)
+    for r in erasures:
+        floor, ks = r["floor"]["s"], sorted(r["k"], key=int)
+        where = f"{r['backend']}, {r['n']:,} rows"
+        low, high = r["k"][ks[0]], r["k"][ks[-1]]
+        limit = {"postgres": 3.0, "sqlite": 5.0}.get(r["backend"])
+        if r["n"] == largest and limit is not None:
+            for key, what in (("plan", "plan"), ("noop", "no-op plan")):
+                if key in high:
+                    x = high[key]["s"] / floor
+                    verdict(
+                        x <= limit,
+                        f"{where}, K={ks[-1]}: {what} {x:.1f}× the floor <= {limit:.0f}×",
+                    )
+            if r["backend"] == "postgres":
+                got, want = high["transferred"]["rows"], high["matches"]
+                verdict(
+                    got == want, f"{where}, K={ks[-1]}: rows fetched {got:,} = matches {want:,}"
+                )
+        if len(ks) > 1:
+            x = high["plan"]["s"] / low["plan"]["s"]
+            verdict(
+                x <= 1.1, f"{where}: plan at K={ks[-1]} is {x:.2f}× the plan at K={ks[0]} <= 1.1×"
+            )
+        if r["backend"] == "sqlite" and "apply" in high:
+            seconds = high["apply"]["s"]
+            verdict(seconds <= 10, f"{where}: apply of {ks[-1]} erasures {seconds:.1f} s <= 10 s")
+        rss = max(row["plan"]["rss_mb"] for row in r["k"].values())
+        verdict(rss < 300, f"{where}: peak RSS of plan {rss:.0f} MB < 300 MB")
+        x = high["baseline"]["s_for_k"] / high["plan"]["s"]
+        verdict(x >= 50, f"{where}, K={ks[-1]}: {x:.0f}× faster than per-request >= 50×")
+    for backend in dict.fromkeys(r["backend"] for r in erasures):
+        runs = sorted((r for r in erasures if r["backend"] == backend), key=lambda r: r["n"])
+        if len(runs) > 1:
+            small, big = (
+                max(row["plan"]["rss_mb"] for row in r["k"].values()) for r in (runs[0], runs[-1])
+            )
+            x = big / small
+            verdict(
+                x <= 1.2,
+                f"{backend}: peak RSS {small:.0f} MB at {runs[0]['n']:,} rows, {big:.0f} MB at "
+                f"{runs[-1]['n']:,} ({x:.2f}×, flat within 20%)",
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -856,6 +923,10 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     for line in table(results):
         say(line)
+    say("")
+    verdicts = targets(results)
+    for line in verdicts:
+        say(line)
     for note in notes:
         say(note)
     say(f"done in {elapsed:.0f} s")
@@ -878,6 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": elapsed,
         "results": results,
         "table": table(results),
+        "targets": verdicts,
         "notes": notes,
     }
     args.out.mkdir(parents=True, exist_ok=True)
