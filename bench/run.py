@@ -489,6 +489,7 @@ class Tally:
     def __init__(self) -> None:
         self.counts = {"data": [0, 0], "schema": [0, 0]}
         self.statements: dict[int, str] = {}
+        self.by_statement: dict[str, int] = {}  # data rows by the statement's first 100 chars
         self.depth = 0
         sa.event.listen(sa.engine.Engine, "before_cursor_execute", self._seen)
         self._patch_drivers()
@@ -501,10 +502,19 @@ class Tally:
         bucket = "schema" if any(w in statement for w in SCHEMA_WORDS) else "data"
         self.counts[bucket][0] += len(rows)
         self.counts[bucket][1] += sum(map(row_bytes, rows))
+        if bucket == "data" and rows:
+            what = " ".join(statement.split())[:100] or "(a statement SQLAlchemy did not see)"
+            self.by_statement[what] = self.by_statement.get(what, 0) + len(rows)
 
-    def totals(self) -> dict[str, int]:
+    def totals(self) -> dict[str, Any]:
         (rows, size), (srows, ssize) = self.counts["data"], self.counts["schema"]
-        return {"rows": rows, "bytes": size, "schema_rows": srows, "schema_bytes": ssize}
+        return {
+            "rows": rows,
+            "bytes": size,
+            "schema_rows": srows,
+            "schema_bytes": ssize,
+            "by_statement": self.by_statement,
+        }
 
     def _patch_drivers(self) -> None:
         import psycopg
