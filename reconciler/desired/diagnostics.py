@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from reconciler.desired.schemas import load_schema
 from reconciler.desired.yamlfile import Document, JsonPath, dotted
 from reconciler.errors import Diagnostic
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 
 def validate(doc: Document, schema: str) -> list[Diagnostic]:
@@ -32,6 +34,9 @@ def validate(doc: Document, schema: str) -> list[Diagnostic]:
 
 @cache
 def _validator(schema: str) -> Draft202012Validator:
+    # Imported here: a tenth of a second that only a file with a problem needs.
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load_schema(schema))
 
 
