@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test faults lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The fault suite at full size: every kill point, 20 random kills, concurrent applies, the
+# bad-input corpus with many generated cases, tampering, the outbox, the grep. It ends with
+# one table of what was tried and what held; `make test` runs it at reduced size.
+faults: $(STAMP)
+	DSR_FAULTS_FULL=1 $(BIN)/pytest -q -p no:cacheprovider tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests demo bench

@@ -4,11 +4,13 @@ crash-safe (`make faults`).
 `DSR_KILL_AT=<point>[:<n>]` makes the process SIGKILL itself the n-th time (default the
 first) it passes `<point>`. Unset (as always outside the fault tests) a point costs one
 dictionary lookup. The points, in the order a run passes them: `run_started`,
-`journal_started` (a change is journalled as started), `change_done` (its effect is in the
-system, not yet audited), `audited` (its audit record is written, the journal not yet),
-`package_write` (a package's partial file is written), `package_rename` (the package is in
-place, not yet recorded), `verified`, `receipt` (an erasure's receipt and tombstone are
-written), `run_ended`.
+`journal_started` (a batch of changes is journalled as started), `change_done` (the batch's
+effects are in the systems, not yet audited), `audited` (its audit records, receipts and
+journal entries are written, in one transaction), `package_write` (a package's partial file
+is written), `package_rename` (the package is in place, not yet recorded), `verified` (one
+verification passed, not yet recorded), `receipt` (a batch's receipts and tombstones are
+written), `run_ended`. The executor passes each batch point once per batch (see
+`apply/batches.py`).
 """
 
 from __future__ import annotations

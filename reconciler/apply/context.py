@@ -15,9 +15,10 @@ from typing import Any
 from reconciler.connectors import Connector
 from reconciler.desired.model import Desired
 from reconciler.observe.model import Observed
+from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
 from reconciler.privacy.identity import IdentityKey, hash_identity
-from reconciler.store import AuditEvent, AuditRecord, Outcome, StateStore
+from reconciler.store import AuditEvent, AuditRecord, Outcome, StateStore, Tombstone
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,11 @@ class Context:
     should_stop: Callable[[], bool] = lambda: False  # asked to stop at the next boundary
     run_id: str = ""
     done: list[ChangeResult] = field(default_factory=list)  # this run's results so far
+    # Receipts and tombstones made in this batch, written by the executor with its journal.
+    completions: list[tuple[AuditEvent, Tombstone]] = field(default_factory=list)
+    # The audit records of the requests in this batch, read at once (see `records_of`).
+    records: dict[str, list[AuditRecord]] = field(default_factory=dict)
+    _refreshed: tuple[int, dict[str, ChangeResult]] = (0, {})
     _fresh: Observed | None = None
 
     def __post_init__(self) -> None:
@@ -60,11 +66,18 @@ class Context:
     def changed(self) -> None:
         self._fresh = None
 
-    def audit(
-        self, change: Change, result: ChangeResult, details: Mapping[str, Any]
-    ) -> AuditRecord:
-        """Appends the audit record of a change carried out: counts and hashes only."""
-        return self.store.append_audit(self.audit_event(change, result, details))
+    def records_of(self, request: str) -> list[AuditRecord]:
+        """A request's audit records, oldest first: read with its batch's, or now."""
+        found = self.records.get(request)
+        return found if found is not None else self.store.audit_records(request)
+
+    def refreshed(self) -> dict[str, ChangeResult]:
+        """The refreshes this run carried out so far (or tried), by system."""
+        seen, found = self._refreshed
+        if seen != len(self.done):
+            found = {o.change.system: o for o in self.done if o.change.action is Action.REFRESH}
+            self._refreshed = (len(self.done), found)
+        return found
 
     def audit_event(
         self, change: Change, result: ChangeResult, details: Mapping[str, Any]
@@ -89,7 +102,8 @@ class Context:
 
 
 # What a handler returns: the result, and the details its audit record carries. A handler
-# that writes its own audit record (complete) returns None for the details.
+# whose audit record is made otherwise (complete: its receipt, in `completions`) returns None
+# for the details.
 Handled = tuple[ChangeResult, dict[str, Any] | None]
 Handler = Callable[[Change, Context], Handled]
 

@@ -70,7 +70,6 @@ def build_export(change: Change, ctx: Context) -> Handled:
     expires = info.generated_at + days
     path = info.location
     record = ExportRecord(rid, path, info.manifest_sha256, info.rows, info.generated_at, expires)
-    ctx.store.record_export(record)
     details: dict[str, object] = {
         "path": path,
         "manifest_sha256": info.manifest_sha256,
@@ -79,7 +78,11 @@ def build_export(change: Change, ctx: Context) -> Handled:
     }
     if replaced is not None:
         details["replaces_manifest_sha256"] = replaced
-    return ChangeResult(change, Outcome.SUCCEEDED, rows=info.rows), details
+    # The record and its audit record together (as an erasure's receipt and tombstone): a
+    # run killed between the two would leave a package no build record vouches for.
+    result = ChangeResult(change, Outcome.SUCCEEDED, rows=info.rows)
+    ctx.store.record_export_change(ctx.audit_event(change, result, details), record)
+    return result, None
 
 
 def expire_export(change: Change, ctx: Context) -> Handled:
@@ -88,12 +91,11 @@ def expire_export(change: Change, ctx: Context) -> Handled:
     if record is None:
         raise DsrError(f"{rid}: no export was recorded")
     deleted = _outbox(ctx).expire(rid)
-    ctx.store.record_export(replace(record, expired_at=ctx.clock()))
-    return ChangeResult(change, Outcome.SUCCEEDED), {
-        "path": record.path,
-        "deleted": deleted,
-        "manifest_sha256": record.manifest_sha256,
-    }
+    result = ChangeResult(change, Outcome.SUCCEEDED)
+    details = {"path": record.path, "deleted": deleted, "manifest_sha256": record.manifest_sha256}
+    expired = replace(record, expired_at=ctx.clock())
+    ctx.store.record_export_change(ctx.audit_event(change, result, details), expired)
+    return result, None
 
 
 def _outbox(ctx: Context) -> Outbox:

@@ -4,38 +4,32 @@ A handler carries out one change against the context's connectors and store and 
 result with the details its audit record carries (counts, table names, digests: never a row
 value). It raises `DsrError` when the change fails; the executor records that and goes on
 with the changes that do not depend on it. Every handler is idempotent: run again after a
-crash, it changes nothing that is already done.
+crash, it changes nothing that is already done. The executor carries out the row changes
+(delete, mask, purge) of a batch together through `batched.py`; their handlers here are that,
+for a batch of one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from reconciler.apply.batched import run_rows, system_of
 from reconciler.apply.context import ChangeResult, Context, Handled, Handler
 from reconciler.apply.exports import build_export, expire_export
 from reconciler.apply.receipts import complete
 from reconciler.apply.refresh import run_refresh
 from reconciler.connectors import Connector
-from reconciler.desired.files import ACCESS_FILE, SYSTEMS_FILE
-from reconciler.desired.model import PermissionsMap, System, Table
+from reconciler.desired.files import ACCESS_FILE
+from reconciler.desired.model import PermissionsMap
 from reconciler.errors import DsrError
 from reconciler.faults import kill_point
-from reconciler.observe.model import Match, Observed
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
-from reconciler.privacy.masking import mask_value
 from reconciler.store import Outcome
 
 
-def _system(change: Change, ctx: Context) -> tuple[System, Connector]:
-    system = ctx.desired.systems.get(change.system)
-    if system is None:
-        raise DsrError(f"system {change.system} is no longer in {SYSTEMS_FILE}")
-    return system, ctx.connectors[change.system]
-
-
 def _permissions(change: Change, ctx: Context) -> tuple[PermissionsMap, Connector, str]:
-    system, conn = _system(change, ctx)
+    system, conn = system_of(change, ctx)
     if system.permissions is None:
         raise DsrError(f"system {change.system} no longer declares permissions")
     user = change.params.user
@@ -70,51 +64,24 @@ def remove_user(change: Change, ctx: Context) -> Handled:
     return ChangeResult(change, Outcome.SUCCEEDED, rows), {}
 
 
-def _table(change: Change, ctx: Context) -> tuple[Table, Connector, str]:
-    system, conn = _system(change, ctx)
-    name = change.params.table
-    assert name is not None
-    table = (system.user_data if change.params.user_data else system.tables)[name]
-    assert table.primary_key
-    return table, conn, table.primary_key
-
-
-def _match(observed: Observed, change: Change) -> Match:
-    obs = observed.systems.get(change.system)
-    if obs is None or obs.error:
-        raise DsrError(f"{change.system} could not be read: {obs.error if obs else 'not observed'}")
-    return obs.matches.get((change.request or "", change.params.table or ""), Match())
-
-
 def delete_rows(change: Change, ctx: Context) -> Handled:
-    table, conn, key = _table(change, ctx)
-    rows = conn.delete_where_in(table.name, key, _match(ctx.observed, change).pending)
-    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"table": table.name}
-
-
-def purge_logs(change: Change, ctx: Context) -> Handled:
-    # Logs are read again: the refreshes and deletes before this may have written some.
-    table, conn, key = _table(change, ctx)
-    rows = conn.delete_where_in(table.name, key, _match(ctx.fresh(), change).pending)
-    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"table": table.name}
+    return _one(Action.DELETE_ROWS, change, ctx)
 
 
 def mask_rows(change: Change, ctx: Context) -> Handled:
-    table, conn, key = _table(change, ctx)
-    cols = sorted(table.mask)
-    keys = _match(ctx.observed, change).pending
-    current = conn.select_where_in(table.name, [key, *cols], key, keys)
-    updates = [
-        {
-            key: row[0],
-            **{
-                c: mask_value(table.mask[c], v, ctx.key) for c, v in zip(cols, row[1:], strict=True)
-            },
-        }
-        for row in current
-    ]
-    rows = conn.update_by_key(table.name, key, updates) if updates else 0
-    return ChangeResult(change, Outcome.SUCCEEDED, rows), {"table": table.name, "columns": cols}
+    return _one(Action.MASK_ROWS, change, ctx)
+
+
+def purge_logs(change: Change, ctx: Context) -> Handled:
+    return _one(Action.PURGE_LOGS, change, ctx)
+
+
+def _one(action: Action, change: Change, ctx: Context) -> Handled:
+    """One row change on its own: a batch of one (the executor batches them; see batched.py)."""
+    done = run_rows(action, [change], ctx)[change.id]
+    if isinstance(done, DsrError):
+        raise done
+    return done
 
 
 def await_source(change: Change, ctx: Context) -> Handled:
@@ -123,7 +90,7 @@ def await_source(change: Change, ctx: Context) -> Handled:
 
 
 def refresh(change: Change, ctx: Context) -> Handled:
-    system, conn = _system(change, ctx)
+    system, conn = system_of(change, ctx)
     run_refresh(system, conn, ctx)
     return ChangeResult(change, Outcome.SUCCEEDED), {}
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from reconciler.apply.context import ChangeResult, Context, Handled
 from reconciler.errors import DsrError
-from reconciler.faults import kill_point
 from reconciler.plan.actions import Action
 from reconciler.plan.model import Change
 from reconciler.store import FactKind, Outcome, Tombstone
@@ -32,10 +31,10 @@ _COUNTED: dict[str, str] = {
 
 
 def complete(change: Change, ctx: Context) -> Handled:
-    """Writes the receipt and the tombstone; returns no details (the receipt is its own
-    audit record)."""
+    """Makes the receipt and the tombstone, for the executor to write (`ctx.completions`);
+    returns no details (the receipt is its own audit record)."""
     rid = change.request or ""
-    records = ctx.store.audit_records(rid)
+    records = ctx.records_of(rid)
     # Since the last completion the tombstone points at: if a run died between writing a
     # receipt and its tombstone, the next receipt covers that run's work again.
     previous = ctx.observed.completed.get(rid)
@@ -67,9 +66,9 @@ def complete(change: Change, ctx: Context) -> Handled:
         if name in scope
     }
     refreshes |= {
-        o.change.system: {"status": o.status.value, "at": ctx.clock().isoformat(timespec="seconds")}
-        for o in ctx.done
-        if o.change.action is Action.REFRESH and o.change.system in scope
+        name: {"status": o.status.value, "at": ctx.clock().isoformat(timespec="seconds")}
+        for name, o in ctx.refreshed().items()
+        if name in scope
     }
     verified = sorted(r.system for r in since if r.action == Action.VERIFY)
     completed_on = ctx.clock().date()
@@ -98,8 +97,8 @@ def complete(change: Change, ctx: Context) -> Handled:
         identities, kind, systems = previous.identities, previous.subject_kind, previous.systems
     else:
         raise DsrError(f"{rid}: neither a request file nor a tombstone")
-    # The receipt and the tombstone in one transaction: never one without the other.
+    # The receipt and the tombstone, committed by the executor in one transaction with the
+    # batch's journal: never one without the other.
     tombstone = Tombstone(rid, kind, identities, systems, ctx.clock())
-    ctx.store.record_completion(ctx.audit_event(change, result, {"receipt": receipt}), tombstone)
-    kill_point("receipt")
+    ctx.completions.append((ctx.audit_event(change, result, {"receipt": receipt}), tombstone))
     return result, None

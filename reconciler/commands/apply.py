@@ -105,7 +105,8 @@ def command(
                 "lock_takeover",
                 f"took over the state lock left by {lock.replaced.describe()}, which is gone",
             )
-        for run_id in recover_interrupted(store, clock=utcnow):
+        recovered = recover_interrupted(store, clock=utcnow)
+        for run_id in recovered:
             events.event(
                 "recovered", f"run {run_id} was interrupted; recorded in the audit log", run=run_id
             )
@@ -122,7 +123,9 @@ def command(
             if not plan.can_apply:
                 show(output.render_text(plan), nl=False)
                 raise DsrError("the plan is refused; nothing was changed")
-            if not plan.has_changes and not plan.blocked:
+            # After a killed run, even a plan with nothing to do is carried out: the killed
+            # run never recorded the requests' states (waiting, say), and this run does.
+            if not plan.has_changes and not plan.blocked and not recovered:
                 if fmt == "json":
                     echo_json(_json_result(plan, None))
                 else:
@@ -134,7 +137,7 @@ def command(
                     plan, output.header(plan, len(observed.systems), seconds, unreadable)
                 )
             )
-            if not plan.has_changes:
+            if not plan.has_changes and plan.blocked:
                 raise DsrError(blocked_message(plan))
             if not auto_approve:
                 confirm(len(plan.changes))

@@ -55,7 +55,8 @@ def command(
         observed, seconds = observe(ctx, ws, connectors, store, key, record=False)
     result = planner.plan(ws.desired, observed, now=utcnow(), max_revocations=max_revocations)
     unreadable = sum(1 for o in observed.systems.values() if o.error)
-    head = output.header(result, len(observed.systems), seconds, unreadable)
+    matched_by = {name: o.matched_by for name, o in observed.systems.items()}
+    head = output.header(result, len(observed.systems), seconds, unreadable, matched_by)
     if out is not None:  # first: a plan that cannot be saved is an error before it is shown
         planfile.write_plan(result, out)
     if fmt == "json":

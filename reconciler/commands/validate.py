@@ -1,6 +1,7 @@
 """`dsr validate`: schemas and cross-references of the whole workspace, every problem at once;
 then, unless `--offline`, the data map against each reachable system's real schema (tables,
-columns, and masks that would break NOT NULL, UNIQUE or a column's length).
+columns, and masks that would break NOT NULL, UNIQUE or a column's length), saying how each
+identity table will be matched (pushdown or stream, and why).
 
 A system whose URL names an environment variable that is not set here (a laptop, a pull
 request's job without secrets) is not checked against its database, and says so; a system
@@ -13,11 +14,15 @@ from dataclasses import dataclass, field
 import click
 
 from reconciler.commands import echo_json, format_option, log, workspace
-from reconciler.connectors import connect
+from reconciler.connectors import Connector, connect
+from reconciler.connectors.reflection import SchemaInfo
 from reconciler.desired.files import SYSTEMS_FILE
+from reconciler.desired.model import MatchMode, System
 from reconciler.desired.yamlfile import read_document
 from reconciler.errors import Diagnostic, DsrError, ValidationFailed
+from reconciler.observe.method import how_matched
 from reconciler.plan.constraints import check_masks
+from reconciler.render.plan import matching_line
 from reconciler.workspace import ENV_PREFIX, Workspace, resolve_env, system_url
 
 
@@ -25,6 +30,8 @@ from reconciler.workspace import ENV_PREFIX, Workspace, resolve_env, system_url
 class DatabaseCheck:
     checked: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # system -> why
+    # system -> identity table -> how it is matched ("pushdown", "stream (why)")
+    matching: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @click.command("validate")
@@ -52,6 +59,7 @@ def command(ctx: click.Context, offline: bool, fmt: str) -> None:
                 "requests": len(d.requests),
                 "checked_against_databases": result.checked,
                 "not_checked": result.skipped,
+                "matching": result.matching,
                 "problems": [],
             }
         )
@@ -63,6 +71,9 @@ def command(ctx: click.Context, offline: bool, fmt: str) -> None:
         f"{ws.root}: valid ({len(d.systems)} systems, {users} users, "
         f"{len(d.requests)} requests{note})"
     )
+    matching = matching_line(result.matching)
+    if matching:
+        click.echo(matching)
 
 
 def check_against_databases(ws: Workspace) -> DatabaseCheck:
@@ -84,6 +95,7 @@ def check_against_databases(ws: Workspace) -> DatabaseCheck:
                 if system.permissions:
                     names.add(system.permissions.table)
                 schema = conn.reflect({t.rpartition(".")[0] or None for t in names})
+                methods, problem = _methods(system, conn, schema)
             finally:
                 conn.close()
         except DsrError as exc:
@@ -98,6 +110,10 @@ def check_against_databases(ws: Workspace) -> DatabaseCheck:
             )
             continue
         result.checked.append(name)
+        if methods:
+            result.matching[name] = methods
+        if problem:
+            problems.append(Diagnostic(SYSTEMS_FILE, None, f"systems.{name}.match", problem))
         problems += check_masks(system, schema)
     if problems:
         doc, _ = read_document(ws.root, SYSTEMS_FILE)
@@ -109,6 +125,24 @@ def check_against_databases(ws: Workspace) -> DatabaseCheck:
         ]
         raise ValidationFailed(located)
     return result
+
+
+def _methods(
+    system: System, conn: Connector, schema: SchemaInfo
+) -> tuple[dict[str, str], str | None]:
+    """How each identity table of `system` is matched, and the problem with its `match`
+    setting if there is one (pushdown asked of a database that cannot hash)."""
+    specs = [t for t in {**system.tables, **system.user_data}.values() if t.identities]
+    if not specs:
+        return {}, None
+    hashing = conn.sql_hashing() if system.match is not MatchMode.STREAM else None
+    methods: dict[str, str] = {}
+    for spec in sorted(specs, key=lambda t: t.name):
+        how = how_matched(system.match, hashing, spec, schema.tables.get(spec.name))
+        if how.problem:
+            return methods, how.problem
+        methods[spec.name] = str(how)
+    return methods, None
 
 
 def _diagnostic(d: Diagnostic) -> dict[str, object]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from reconciler.connectors.pushdown import IdentityFilter, SqlHashing
 from reconciler.connectors.reflection import SchemaInfo
 from reconciler.desired.model import DEFAULT_TIMEOUTS, PermissionsMap, Timeouts
 
@@ -30,6 +31,20 @@ class Connector(Protocol):
 
     def scan(
         self, table: str, columns: Sequence[str], *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]: ...
+
+    # Identity matching pushed down (connectors/pushdown.py): whether the database can hash,
+    # and the rows it finds may belong to a subject.
+
+    def sql_hashing(self) -> SqlHashing: ...
+
+    def scan_matching(
+        self,
+        table: str,
+        columns: Sequence[str],
+        filters: Sequence[IdentityFilter],
+        *,
+        batch: int = 5000,
     ) -> Iterator[list[tuple[Any, ...]]]: ...
 
     def select_where_in(

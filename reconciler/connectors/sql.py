@@ -7,6 +7,10 @@ what to change: it carries out what the executor asks, idempotently.
 
 Each primitive that writes runs in one transaction for the whole call, so a failure part way
 (a foreign key that forbids a delete, a UNIQUE clash) leaves the system as it was.
+
+`scan_matching` reads an identity table through the pushdown clause (`pushdown.py`), whose
+parameters hold the identity key's pads: its errors give the database's error code only,
+and the engine hides bound parameters from SQLAlchemy's logs and messages.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
 from reconciler.connectors.engine import create_engine, describe_failure, is_transient, retrying
+from reconciler.connectors.pushdown import IdentityFilter, SqlHashing, where_matching
 from reconciler.connectors.reflection import ColumnInfo, ForeignKeyInfo, SchemaInfo
 from reconciler.desired.model import DEFAULT_TIMEOUTS, PermissionsMap, Timeouts
 from reconciler.errors import ConnectorError
@@ -54,7 +59,11 @@ class SqlConnector:
             # SQLite would create an empty database and report its tables missing.
             if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
                 raise ConnectorError(self.system, f"database file {file} does not exist")
-            self._engine = create_engine(self._url, timeouts=self._timeouts, pool_pre_ping=True)
+            # hide_parameters: SQLAlchemy's logs and error texts never show bound values
+            # (identifiers in IN lists, the pads of a pushdown query).
+            self._engine = create_engine(
+                self._url, timeouts=self._timeouts, pool_pre_ping=True, hide_parameters=True
+            )
         return self._engine
 
     def close(self) -> None:
@@ -62,24 +71,28 @@ class SqlConnector:
             self._engine.dispose()
             self._engine = None
 
-    def _run(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
+    def _run(self, what: str | Callable[[], str], fn: Callable[[], T], *, quiet: bool = False) -> T:
         """Runs `fn`, retrying transient failures with backoff (`engine.retrying`, never past
         the connect timeout); wraps errors. `fn` must be safe to run again after a failure:
-        one whole transaction, or a read."""
+        one whole transaction, or a read. `quiet`: see `_error`."""
         started = time.monotonic()
         try:
             return retrying(fn, within=self._timeouts.connect)
         except (DBAPIError, SQLAlchemyError) as exc:
             elapsed = time.monotonic() - started
-            raise self._error(what, exc, transient=is_transient(exc), elapsed=elapsed) from None
+            raise self._error(
+                what, exc, transient=is_transient(exc), elapsed=elapsed, quiet=quiet
+            ) from None
 
-    def _once(self, what: str | Callable[[], str], fn: Callable[[], T]) -> T:
+    def _once(
+        self, what: str | Callable[[], str], fn: Callable[[], T], *, quiet: bool = False
+    ) -> T:
         """Runs `fn` once, wrapping errors: for steps that must not be repeated (the next
         batch of a stream whose earlier batches the caller already has)."""
         try:
             return fn()
         except (DBAPIError, SQLAlchemyError) as exc:
-            raise self._error(what, exc, transient=is_transient(exc)) from None
+            raise self._error(what, exc, transient=is_transient(exc), quiet=quiet) from None
 
     def _error(
         self,
@@ -88,11 +101,16 @@ class SqlConnector:
         *,
         transient: bool = False,
         elapsed: float = 0.0,
+        quiet: bool = False,
     ) -> ConnectorError:
-        """`what` failed; a callable `what` is asked only now, so it can say how far it got."""
+        """`what` failed; a callable `what` is asked only now, so it can say how far it got.
+        `quiet`: the statement held secrets (a pushdown's pads), and a database may quote
+        statement text in its message ("near '...'"): only its error code is shown."""
         doing = what if isinstance(what, str) else what()
         url = make_url(self._url)
-        reason = describe_failure(exc, url, self._timeouts, elapsed) or _first_line(exc)
+        reason = describe_failure(exc, url, self._timeouts, elapsed) or (
+            _code_only(exc) if quiet else _first_line(exc)
+        )
         return ConnectorError(self.system, f"{doing}: {reason}", transient=transient)
 
     # --- permissions -------------------------------------------------------------------
@@ -150,7 +168,8 @@ class SqlConnector:
     def scan(
         self, table: str, columns: Sequence[str], *, batch: int = 5000
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Every row of `table` (those columns only), in lists of at most `batch` rows.
+        """Every row of `table` (those columns only), in lists of at most `batch` rows (each
+        a SQLAlchemy Row, which compares, indexes and unpacks as a tuple).
 
         Memory stays bounded by `batch`: PostgreSQL and MariaDB stream through a server-side
         cursor (psycopg's named cursor, PyMySQL's SSCursor); SQLite's cursor steps through
@@ -163,8 +182,41 @@ class SqlConnector:
         _check_batch(batch)
         t = table_ref(table, *dict.fromkeys(columns))
         stmt = sa.select(*(t.c[c] for c in columns))
-        what = f"scanning {table}"
+        return self._stream(stmt, f"scanning {table}", batch)
 
+    def sql_hashing(self) -> SqlHashing:
+        """Whether this database can compute identity hashes itself (`scan_matching`)."""
+
+        def read() -> SqlHashing:
+            with self.engine.connect():  # the server's version is known once connected
+                dialect = self.engine.dialect
+            version = dialect.server_version_info or ()
+            return sql_hashing(dialect.name, version, _is_mariadb(dialect))
+
+        return self._run("connecting", read)
+
+    def scan_matching(
+        self,
+        table: str,
+        columns: Sequence[str],
+        filters: Sequence[IdentityFilter],
+        *,
+        batch: int = 5000,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of `table` (those columns) that the database finds may belong to a
+        subject (`pushdown.where_matching`), streamed as `scan` streams. Only for a database
+        whose `sql_hashing()` is able. Its errors never quote the statement: it holds the
+        key's pads."""
+        _check_batch(batch)
+        names = [*columns, *(f.column for f in filters)]
+        t = table_ref(table, *dict.fromkeys(names))
+        where = where_matching(self.engine.dialect.name, t, filters)
+        stmt = sa.select(*(t.c[c] for c in columns)).where(where)
+        return self._stream(stmt, f"matching identities in {table} (pushdown)", batch, quiet=True)
+
+    def _stream(
+        self, stmt: sa.Select[Any], what: str, batch: int, *, quiet: bool = False
+    ) -> Iterator[list[tuple[Any, ...]]]:
         def open_stream() -> tuple[Connection, CursorResult[Any]]:
             conn = self.engine.connect()
             try:
@@ -174,16 +226,19 @@ class SqlConnector:
                 conn.close()
                 raise
 
-        conn, result = self._run(what, open_stream)
+        conn, result = self._run(what, open_stream, quiet=quiet)
         # Both closed even if the caller stops early: the result first, so that PyMySQL
         # finishes its unbuffered result before the connection rolls back.
         with conn, result:
+            # Rows as the driver's fetchmany() gave them, wrapped once: a Row compares,
+            # indexes and unpacks as a tuple, and copying each into one costs as much as
+            # reading it (a table scan is hundreds of thousands of rows).
             parts = result.partitions()
             while True:
-                part = self._once(what, lambda: next(parts, None))
+                part = self._once(what, lambda: next(parts, None), quiet=quiet)
                 if part is None:
                     return
-                yield [tuple(row) for row in part]
+                yield list(part)
 
     def select_where_in(
         self,
@@ -430,6 +485,46 @@ _VALUES_IN_MESSAGES = (
     (re.compile(r"Duplicate entry '.*' for key"), "Duplicate entry (value withheld) for key"),
     (re.compile(r"value: '.*?' for column"), "value (withheld) for column"),
 )
+
+
+def _is_mariadb(dialect: sa.Dialect) -> bool:
+    return bool(getattr(dialect, "is_mariadb", False))
+
+
+def sql_hashing(name: str, version: tuple[Any, ...], mariadb: bool = False) -> SqlHashing:
+    """What a database of SQLAlchemy dialect `name` at server `version` can hash."""
+    shown = ".".join(str(v) for v in version[:2] if isinstance(v, int))
+    if name == "postgresql":
+        database = f"PostgreSQL {shown}".strip()
+        if version and version < (11,):
+            return SqlHashing(database, "PostgreSQL before 11 has no sha256()")
+        return SqlHashing(database)
+    if name in ("mysql", "mariadb"):
+        if mariadb or name == "mariadb":
+            database = f"MariaDB {shown}".strip()
+            too_old = bool(version) and version < (10, 0, 5)
+        else:
+            database = f"MySQL {shown}".strip()
+            too_old = bool(version) and version < (8,)
+        if too_old:
+            return SqlHashing(database, f"{database} has no REGEXP_REPLACE()", True)
+        return SqlHashing(database, key_in_statement=True)
+    label = {"sqlite": "SQLite"}.get(name, name)
+    return SqlHashing(label, f"{label} cannot compute SHA-256 in SQL")
+
+
+def _code_only(exc: BaseException) -> str:
+    """The database's error code, without its message (which may quote the statement)."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None)
+    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]
+    shown = f" (error {code})" if code is not None else ""
+    return (
+        f"the database refused the pushdown query{shown}; its message is withheld, since the "
+        "statement holds the identity key's pads (set match: stream for this system to read "
+        "without pushdown)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

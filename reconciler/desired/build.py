@@ -19,6 +19,7 @@ from reconciler.desired.model import (
     Extension,
     IdentityHash,
     MaskStrategy,
+    MatchMode,
     PermissionsMap,
     Refresh,
     Request,
@@ -97,6 +98,7 @@ def build_systems(data: dict[str, Any], defaults: Timeouts = DEFAULT_TIMEOUTS) -
                 for t, table in spec.get("user_data", {}).items()
             },
             timeouts=_timeouts(defaults, spec),
+            match=MatchMode(spec.get("match", "auto")),
         )
         for name, spec in data.items()
     }

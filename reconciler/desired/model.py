@@ -20,6 +20,16 @@ class SystemRole(Enum):
     DOWNSTREAM = "downstream"
 
 
+class MatchMode(Enum):
+    """How a system's identity tables are matched (systems.yaml `match`): `auto` pushes the
+    keyed hash down to PostgreSQL and streams elsewhere; `pushdown` asks for it (MariaDB and
+    MySQL too); `stream` reads every identity value and hashes in Python."""
+
+    AUTO = "auto"
+    PUSHDOWN = "pushdown"
+    STREAM = "stream"
+
+
 class TableKind(Enum):
     DATA = "data"
     SYSTEM_LOG = "system_log"
@@ -107,6 +117,7 @@ class System:
     # table's identity column (`identities == {"email": <user column>}`).
     user_data: dict[str, Table] = field(default_factory=dict)
     timeouts: Timeouts = DEFAULT_TIMEOUTS  # dsr.yaml's, with the system's own overrides
+    match: MatchMode = MatchMode.AUTO
 
 
 @dataclass(frozen=True, slots=True)

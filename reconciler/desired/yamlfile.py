@@ -51,7 +51,10 @@ def read_document(root: Path, file: str) -> tuple[Document | None, list[Diagnost
         text = (root / file).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, [Diagnostic(file, None, "", "file not found")]
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1  # where the editor shows the bad byte
+        return None, [Diagnostic(file, line, "", f"not UTF-8: {exc.reason} (byte {exc.start})")]
+    except OSError as exc:
         return None, [Diagnostic(file, None, "", f"cannot read: {exc}")]
     return parse_yaml(text, file)
 

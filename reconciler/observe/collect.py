@@ -3,39 +3,43 @@ own state store says it did.
 
 For each system: its permissions, its schema (reflected when erasures or exports need it) and
 every pending subject's rows, table by table, parents before children: the query step
-(`queries.py`) then the pure step (`match.py`). A system that cannot be read is recorded with
-its error, not raised: the planner decides what that blocks. This module reads; it never
-writes to a system or to the state store.
+(`queries.py`) then the pure step (`match.py`). An identity table is matched by pushdown
+or streaming (`method.py`), and each system records which. A system that cannot be read is
+recorded with its error, not raised: the planner decides what that blocks. This module
+reads; it never writes to a system or to the state store.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from reconciler.connectors import Connector
+from reconciler.connectors.pushdown import IdentityFilter, KeyDigests, SqlHashing
 from reconciler.connectors.reflection import ForeignKeyInfo, SchemaInfo
-from reconciler.desired.model import Desired, SubjectKind, System, Table, TableKind
+from reconciler.desired.model import Desired, MatchMode, SubjectKind, System, Table, TableKind
 from reconciler.desired.order import parents_first
 from reconciler.errors import ConnectorError, DsrError
 from reconciler.observe import queries
 from reconciler.observe.match import (
     TableMatch,
     count_references,
-    identity_requests,
+    identity_matches,
     linked_requests,
 )
+from reconciler.observe.method import HowMatched, Method, how_matched
 from reconciler.observe.model import Match, Observed, ObservedSystem
 from reconciler.observe.subjects import (
     Subject,
+    Wanted,
     pending_subjects,
     subject_index,
     users_in_access,
 )
 from reconciler.outbox.boxes import Outbox, check
-from reconciler.privacy.identity import IdentityKey, matching_hashes
+from reconciler.privacy.identity import IdentityKey, matching_hashes, pads
 from reconciler.store import StateStore
 from reconciler.store.records import ExportRecord, RefreshRecord, Tombstone
 
@@ -54,6 +58,7 @@ def observe_all(
     """Every system, and dsr's own record of completed erasures, refreshes and exports, each
     built package checked in `outbox` (None: packages are not looked at)."""
     exports = store.exports()
+    problems = package_problems(exports, outbox) if outbox is not None else {}
     observed = observe(
         desired,
         connectors,
@@ -61,12 +66,10 @@ def observe_all(
         completed=store.tombstones(),
         refreshes=store.last_refreshes(),
         exports=exports,
+        rebuild=problems,
         progress=progress,
     )
-    facts = store.request_facts()
-    if outbox is None:
-        return replace(observed, facts=facts)
-    return replace(observed, facts=facts, package_problems=package_problems(exports, outbox))
+    return replace(observed, facts=store.request_facts(), package_problems=problems)
 
 
 def package_problems(
@@ -93,11 +96,15 @@ def observe(
     completed: Mapping[str, Tombstone] | None = None,
     refreshes: Mapping[str, RefreshRecord] | None = None,
     exports: Mapping[str, ExportRecord] | None = None,
+    rebuild: Collection[str] = (),
     progress: Progress | None = None,
 ) -> Observed:
+    """`rebuild`: exports whose package is missing or altered: their subjects' rows are looked
+    for again, as for a first build (else a rebuilt package would hold nothing)."""
     completed = dict(completed or {})
     exports = dict(exports or {})
-    subjects = pending_subjects(desired, completed, exports)
+    built = [rid for rid in exports if rid not in rebuild]
+    subjects = pending_subjects(desired, completed, built)
     systems: dict[str, ObservedSystem] = {}
     for name, system in sorted(desired.systems.items()):
         started = time.monotonic()
@@ -109,11 +116,16 @@ def observe(
                 perms = conn.read_permissions(system.permissions)
             except ConnectorError as exc:
                 error = exc.detail
-        schema, matches, find_error = _find_subjects(system, conn, subjects, key)
+        schema, matches, methods, find_error = _find_subjects(system, conn, subjects, key)
         if system.permissions is None and schema is None and not find_error:
             continue  # nothing of this system is reconciled now
         systems[name] = ObservedSystem(
-            name, permissions=perms, schema=schema, matches=matches, error=error or find_error
+            name,
+            permissions=perms,
+            schema=schema,
+            matches=matches,
+            error=error or find_error,
+            matched_by={t: str(how) for t, how in sorted(methods.items())},
         )
         if progress is not None:
             progress(systems[name], time.monotonic() - started)
@@ -127,28 +139,51 @@ def observe(
 
 
 Matches = dict[tuple[str, str], Match]
+Methods = dict[str, HowMatched]  # identity table -> how it was matched
 
 
 def _find_subjects(
     system: System, conn: Connector, subjects: list[Subject], key: IdentityKey
-) -> tuple[SchemaInfo | None, Matches, str | None]:
+) -> tuple[SchemaInfo | None, Matches, Methods, str | None]:
     """Reflects the system's schema and finds every subject's rows in every mapped table;
-    (None, {}, None) when no subject concerns the system."""
+    (None, {}, {}, None) when no subject concerns the system."""
     here = [s for s in subjects if s.in_scope(system.name)]
     customers = [s for s in here if s.kind is SubjectKind.CUSTOMER]
     users = [s for s in here if s.kind is SubjectKind.USER]
     if not (customers and system.tables) and not (users and system.permissions):
-        return None, {}, None
+        return None, {}, {}, None
     try:
         schemas = {t.rpartition(".")[0] or None for t in {**system.tables, **system.user_data}}
         schema = conn.reflect(schemas)
-        matches = _match_tables(system.name, system.tables, conn, customers, key, schema)
+        hashing = _Hashing(system, conn)
+        matches = _match_tables(system.name, system.tables, conn, customers, key, schema, hashing)
         if users and system.permissions is not None:
-            matches |= _match_tables(system.name, system.user_data, conn, users, key, schema)
+            matches |= _match_tables(
+                system.name, system.user_data, conn, users, key, schema, hashing
+            )
             matches |= _match_roles(system, conn, users, key)
-        return schema, matches, None
+        return schema, matches, hashing.methods, None
     except ConnectorError as exc:
-        return None, {}, exc.detail
+        return None, {}, {}, exc.detail
+
+
+class _Hashing:
+    """How a system's identity tables are matched, its database asked at most once."""
+
+    def __init__(self, system: System, conn: Connector) -> None:
+        self.system = system
+        self.conn = conn
+        self.methods: Methods = {}
+        self._hashing: SqlHashing | None = None
+
+    def how(self, spec: Table, schema: SchemaInfo) -> HowMatched:
+        if self.system.match is not MatchMode.STREAM and self._hashing is None:
+            self._hashing = self.conn.sql_hashing()
+        how = how_matched(self.system.match, self._hashing, spec, schema.tables.get(spec.name))
+        if how.problem:
+            raise ConnectorError(self.system.name, f"{spec.name}: {how.problem}")
+        self.methods[spec.name] = how
+        return how
 
 
 def _match_roles(
@@ -173,11 +208,12 @@ def _match_tables(
     subjects: list[Subject],
     key: IdentityKey,
     schema: SchemaInfo,
+    hashing: _Hashing,
 ) -> Matches:
     """Every subject's rows in `tables`: parents first, each table queried then matched."""
     if not subjects or not tables:
         return {}
-    index = subject_index(subjects)
+    wanted = Wanted(subjects, key)
     # Columns whose values others reach a table by: data-map links and database foreign keys.
     linked: dict[str, set[str]] = defaultdict(set)
     for t in tables.values():
@@ -200,9 +236,13 @@ def _match_tables(
         found = TableMatch(spec, linked[name])
         columns = queries.columns_of(spec, sorted(linked[name] | set(spec.mask)))
         if spec.identities:
-            for batch in queries.identity_rows(conn, spec, columns):
-                for row in batch:
-                    found.add(row, identity_requests(spec, row, index, key))
+            how = hashing.how(spec, schema)
+            filters = _filters(spec, wanted)
+            if filters:  # else no subject is looked for by this table's identity types
+                pushed = filters if how.method is Method.PUSHDOWN else None
+                for batch in queries.identity_rows(conn, spec, columns, pushed):
+                    for row, requests in identity_matches(spec, columns, batch, wanted):
+                        found.add(row, requests)
         elif spec.subject:
             link = spec.subject
             parent = done.get(link.table)
@@ -223,3 +263,19 @@ def _match_tables(
                 count_references(name_, rows, parents, refs, found.keys if itself else None)
         matches |= found.matches(refs)
     return matches
+
+
+def _filters(spec: Table, wanted: Wanted) -> list[IdentityFilter]:
+    """What a pushdown query of `spec` looks for: per identity column whose type some subject
+    is looked for by, every key's pads and wanted digests."""
+    return [
+        IdentityFilter(
+            column,
+            kind,
+            tuple(
+                KeyDigests(pads(k.secret), frozenset(digests)) for k, digests in wanted.keys[kind]
+            ),
+        )
+        for kind, column in spec.identities.items()
+        if kind in wanted.keys
+    ]

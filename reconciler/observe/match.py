@@ -3,7 +3,8 @@
 The query step (`queries.py`) hands rows over as mappings of column to value; nothing here
 reads a database, so every function is tested on plain data (tests/observe/cases). A row of
 an identity table belongs to a subject when the keyed hash of one of its identity values is
-the subject's; a row of a linked table, when its link column holds a value of its parent's
+the subject's (decided here even for the rows a pushdown query chose: the query only
+narrows what is read); a row of a linked table, when its link column holds a value of its parent's
 matched rows. Raw values live only in the loop's local variables and in `Linked`: what leaves
 this module is primary keys (in memory), counts and booleans.
 
@@ -14,13 +15,12 @@ of them (a whole table): linked rows are matched again here on a common form of 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from reconciler.desired.model import ErasureStrategy, Table, TableKind
 from reconciler.observe.model import Match
-from reconciler.observe.subjects import SubjectIndex
-from reconciler.privacy.identity import IdentityKey, matching_hashes
+from reconciler.observe.subjects import Wanted
 from reconciler.privacy.masking import is_masked
 
 Row = Mapping[str, Any]
@@ -56,16 +56,28 @@ def _link_key(value: Any) -> str:
     return str(value).rstrip().casefold()
 
 
-def identity_requests(spec: Table, row: Row, index: SubjectIndex, key: IdentityKey) -> set[str]:
-    """The requests whose subject the row's identity values name."""
-    found: set[str] = set()
-    for kind, column in spec.identities.items():
-        value = row[column]
-        if value is None or value == "":
-            continue
-        for digest in matching_hashes(kind, str(value), key):
-            found |= index.get((kind, digest), set())
-    return found
+def identity_matches(
+    spec: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]], wanted: Wanted
+) -> Iterator[tuple[Row, set[str]]]:
+    """The rows (tuples in the order of `columns`) whose identity values name some request,
+    as mappings, with those requests. A type no subject is looked for by is not hashed, and
+    a row that names nobody is dropped without becoming a mapping."""
+    probes = [
+        (columns.index(column), find)
+        for kind, column in spec.identities.items()
+        if (find := wanted.finder(kind)) is not None
+    ]
+    for raw in rows:
+        found: set[str] | None = None
+        for i, find in probes:
+            value = raw[i]
+            if value is None or value == "":
+                continue
+            names = find(value if type(value) is str else str(value))
+            if names:
+                found = set(names) if found is None else found | names
+        if found:
+            yield dict(zip(columns, raw, strict=True)), found
 
 
 def linked_requests(spec: Table, row: Row, parents: Linked | None) -> set[str]:

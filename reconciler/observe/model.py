@@ -47,6 +47,9 @@ class ObservedSystem:
     schema: SchemaInfo | None = None  # reflected when erasures need this system
     matches: dict[tuple[str, str], Match] = field(default_factory=dict)  # (request, table)
     error: str | None = None
+    # How each identity table was matched ("pushdown", or "stream (why)"). For display only:
+    # not in the digest, since both ways find the same rows.
+    matched_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:

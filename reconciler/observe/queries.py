@@ -1,8 +1,9 @@
 """The query step of observing: what is read from a system, through its connector, to find
 data subjects. Reads only; rows come back as mappings of column to value for `match.py`.
 
-An identity table is streamed once (memory bounded by the batch size) for every subject
-together; a table reached through a link is read with batched `IN (...)` queries on the
+An identity table is read once for every subject together, in batches (memory bounded by
+the batch size): only the rows the database finds may match (pushdown, `filters` given), or
+every row (streaming); a table reached through a link is read with batched `IN (...)` queries on the
 parents' matched values; rows referencing matched rows through a database foreign key are
 read the same way, to count them.
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from reconciler.connectors import Connector
+from reconciler.connectors.pushdown import IdentityFilter
 from reconciler.connectors.reflection import ForeignKeyInfo
 from reconciler.desired.model import Table
 
@@ -29,10 +31,21 @@ def columns_of(spec: Table, extra: Iterable[str]) -> list[str]:
     return list(dict.fromkeys([spec.primary_key, *reach, *extra]))
 
 
-def identity_rows(conn: Connector, spec: Table, columns: Sequence[str]) -> Iterator[list[Row]]:
-    """Every row of an identity table, those columns only, in batches."""
-    for batch in conn.scan(spec.name, columns):
-        yield [dict(zip(columns, raw, strict=True)) for raw in batch]
+BATCH = 10_000  # rows per fetch of an identity table
+
+
+def identity_rows(
+    conn: Connector,
+    spec: Table,
+    columns: Sequence[str],
+    filters: Sequence[IdentityFilter] | None = None,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of an identity table, those columns only (tuples in their order), in
+    batches: with `filters`, those the database finds may match (pushdown); without, every
+    row. Tuples, not mappings: most rows read by streaming are dropped at once."""
+    if filters is None:
+        return conn.scan(spec.name, columns, batch=BATCH)
+    return conn.scan_matching(spec.name, columns, filters, batch=BATCH)
 
 
 def linked_rows(

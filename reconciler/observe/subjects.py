@@ -2,18 +2,20 @@
 
 Erasures, open and completed (tombstones, even when their request file is gone), and approved
 exports not yet built. A request file holds only keyed hashes, so a row belongs to a subject
-when the keyed hash of its normalised identity value is one of the subject's hashes.
+when the keyed hash of its normalised identity value is one of the subject's hashes: looked
+up by hex string in a `SubjectIndex` (roles, access.yaml), or by raw digest in `Wanted`
+(every row of an identity table, where speed matters).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from reconciler.desired.approvals import approval_status
 from reconciler.desired.model import Desired, RequestType, SubjectKind
-from reconciler.privacy.identity import IdentityKey, matching_hashes
+from reconciler.privacy.identity import IdentityKey, RawHasher, matching_hashes, split_hash
 from reconciler.store.records import Tombstone
 
 # (identity type, keyed hash) -> the requests whose subject has it
@@ -78,3 +80,53 @@ def users_in_access(
         for rid, identities in erasures.items()
         if any(kind == "email" and h in listed for kind, h in identities)
     )
+
+
+class Wanted:
+    """The subjects' identities as raw digests, for matching values by keyed hash: per
+    identity type, per key (the current one and every previous one), the digests some
+    subject's hash holds under that key and whose requests they name.
+
+    A value names a request when its digest under some key is one the request holds under
+    that key's id: the same rule as looking `matching_hashes` up in a `SubjectIndex`, with
+    raw digests instead of hex strings, and no hashing under a key no subject used."""
+
+    def __init__(self, subjects: Iterable[Subject], key: IdentityKey) -> None:
+        by_id: dict[tuple[str, str], dict[bytes, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for s in subjects:
+            for kind, value in s.identities:
+                parts = split_hash(value)
+                if parts is not None:
+                    by_id[kind, parts[0]][parts[1]].add(s.request_id)
+        self.keys: dict[str, list[tuple[IdentityKey, dict[bytes, frozenset[str]]]]] = {}
+        for k in (key, *key.previous):
+            for (kind, key_id), digests in sorted(by_id.items()):
+                if key_id == k.key_id:
+                    frozen = {d: frozenset(r) for d, r in digests.items()}
+                    self.keys.setdefault(kind, []).append((k, frozen))
+        self._finders = {kind: self._finder(kind) for kind in self.keys}
+
+    def _finder(self, kind: str) -> Callable[[str], frozenset[str]]:
+        pairs = [(RawHasher(k.secret).of(kind), digests) for k, digests in self.keys[kind]]
+        none: frozenset[str] = frozenset()
+        if len(pairs) == 1:  # one key, the usual case: one hash and one lookup per value
+            [(digest, digests)] = pairs
+            return lambda value: digests.get(digest(value), none)
+
+        def find(value: str) -> frozenset[str]:
+            found = none
+            for digest, digests in pairs:
+                found = found | digests.get(digest(value), none)
+            return found
+
+        return find
+
+    def finder(self, kind: str) -> Callable[[str], frozenset[str]] | None:
+        """The requests a value of type `kind` names, as a function; None when no subject
+        is looked for by that type (nothing to hash)."""
+        return self._finders.get(kind)
+
+    def requests(self, kind: str, value: str) -> frozenset[str]:
+        """The requests whose subject `value` (an identity of type `kind`) names."""
+        find = self._finders.get(kind)
+        return find(value) if find else frozenset()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +32,34 @@ class Row:
     note: str
 
 
-def header(plan: Plan, systems: int, seconds: float, unreadable: int = 0) -> str:
+def header(
+    plan: Plan,
+    systems: int,
+    seconds: float,
+    unreadable: int = 0,
+    matched_by: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """The plan's first line; with `matched_by`, a second: how identity tables were matched."""
     failed = f" ({unreadable} could not be read)" if unreadable else ""
-    return (
+    head = (
         f"dsr plan · workspace {plan.workspace} · {systems} "
         f"system{'s' if systems != 1 else ''} observed in {seconds:.1f} s{failed}"
     )
+    matching = matching_line(matched_by or {})
+    return f"{head}\n{matching}" if matching else head
+
+
+def matching_line(matched_by: Mapping[str, Mapping[str, str]]) -> str | None:
+    """One line: each identity table (`system.table`) grouped by how it was matched, e.g.
+    `Matched by pushdown: crm.customers; by stream (SQLite cannot ...): shop.customers`."""
+    groups: dict[str, list[str]] = {}
+    for system, tables in sorted(matched_by.items()):
+        for table, how in sorted(tables.items()):
+            groups.setdefault(how, []).append(f"{system}.{table}")
+    if not groups:
+        return None
+    parts = [f"by {how}: {', '.join(names)}" for how, names in sorted(groups.items())]
+    return "Matched " + "; ".join(parts)
 
 
 def _n(count: int, word: str) -> str:

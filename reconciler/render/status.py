@@ -102,7 +102,7 @@ def _request_status(desired: Desired, snap: Snapshot, rid: str, today: date) -> 
     elif built is not None and built.expired_at is not None:
         state, detail = RequestState.EXPIRED, f"package deleted {when(built.expired_at)}"
     elif built is not None and rid in snap.package_problems:
-        state = RequestState.READY
+        state = RequestState.PENDING  # not ready: as the plan says, it is to be built again
         detail = f"PROBLEM: the package {snap.package_problems[rid]}; dsr apply builds it again"
     elif built is not None:
         state, detail = RequestState.READY, f"{built.path} (expires {when(built.expires_at)})"

@@ -10,7 +10,7 @@ the implementation is `sql.py`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -75,6 +75,20 @@ class StateStore(Protocol):
         """Record one step; committed (durable) when this returns, before the action runs."""
         ...
 
+    def record_batch(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        journal: Sequence[tuple[str, JournalStatus, str | None]] = (),
+        audit: Sequence[AuditEvent] = (),
+        completions: Sequence[tuple[AuditEvent, Tombstone]] = (),
+    ) -> list[AuditRecord]:
+        """In one transaction, committed when this returns: the audit records (in order),
+        then each completion (a receipt and its tombstone, as `record_completion`), then the
+        journal entries (change id, status, message). Returns the records appended."""
+        ...
+
     def journal_entries(self, run_id: str) -> list[JournalEntry]: ...
 
     def end_run(self, run_id: str, outcome: str, *, now: datetime) -> None: ...
@@ -93,6 +107,10 @@ class StateStore(Protocol):
         ...
 
     def audit_records(self, request: str | None = None) -> list[AuditRecord]: ...
+
+    def audit_records_of(self, requests: Sequence[str]) -> dict[str, list[AuditRecord]]:
+        """`audit_records(r)` for each of `requests`, read at once."""
+        ...
 
     def audit_head(self) -> tuple[int, str]:
         """(seq, hash) of the last audit record, for a CI log to witness."""
@@ -138,6 +156,17 @@ class StateStore(Protocol):
         """Insert or replace the state of a request."""
         ...
 
+    def record_requests(
+        self,
+        states: Mapping[str, tuple[RequestState, str | None]],
+        facts: Mapping[str, list[Fact]],
+        *,
+        now: datetime,
+    ) -> None:
+        """In one transaction: the state (and detail) of each request, as `set_request_state`,
+        and the facts of each, as `record_facts`."""
+        ...
+
     def request_states(self) -> dict[str, RequestRecord]:
         """The current state of every request, by request id."""
         ...
@@ -157,6 +186,10 @@ class StateStore(Protocol):
     # --- exports ---
     def record_export(self, record: ExportRecord) -> None:
         """Upsert by request id (expiry sets `expired_at`)."""
+        ...
+
+    def record_export_change(self, event: AuditEvent, record: ExportRecord) -> AuditRecord:
+        """`record_export` and the audit record of that build or expiry, in one transaction."""
         ...
 
     def exports(self) -> dict[str, ExportRecord]: ...

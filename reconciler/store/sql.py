@@ -4,7 +4,8 @@ One code path for every dialect: tables are `sqlalchemy.Table`s created on open,
 travels as a bound parameter, and the only dialect-specific code is how SQLite is told to share
 its file between processes (WAL, a busy timeout, and `BEGIN IMMEDIATE` for writes). Writes that
 must be serialised across processes (the lock, audit appends) take a write lock first: `BEGIN
-IMMEDIATE` on SQLite, `SELECT ... FOR UPDATE` elsewhere.
+IMMEDIATE` on SQLite, `SELECT ... FOR UPDATE` elsewhere. The audit log is `audit_log.py`,
+which this store composes and lends its transactions to.
 
 This module must not print, exit, hold state in module globals, or format values into SQL.
 Datetimes are stored as fixed-width ISO 8601 UTC strings, so they sort as text.
@@ -18,7 +19,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,18 +34,9 @@ from reconciler.desired.model import DEFAULT_TIMEOUTS, SubjectKind, Timeouts
 from reconciler.errors import DsrError
 from reconciler.privacy.identity import IdentityKey
 from reconciler.privacy.withhold import withhold_values
-from reconciler.store.chain import (
-    Head,
-    StoredRecord,
-    audit_hash,
-    chain_problems,
-    cross_problems,
-    head_mac,
-    witness_problems,
-)
+from reconciler.store.audit_log import AuditLog, tombstone_values
 from reconciler.store.locks import StoreLock
 from reconciler.store.records import (
-    GENESIS_HASH,
     IDENTITY_HASH_PATTERN,
     AuditEvent,
     AuditRecord,
@@ -64,11 +56,7 @@ from reconciler.store.records import (
     member,
 )
 from reconciler.store.tables import (
-    HEAD_ID,
     SCHEMA_VERSION,
-    audit_head_table,
-    audit_table,
-    canonical_json,
     create_schema,
     export_intents_table,
     export_packages_table,
@@ -90,23 +78,7 @@ _IDENTITY_HASH = re.compile(IDENTITY_HASH_PATTERN)
 _BEGIN_OPTION = "dsr_sqlite_begin"
 
 
-# Rows of store_meta that keep the audit chain's keying (the key itself never is here).
-META_KEY_ID = "audit_key_id"
-META_KEYED_FROM = "audit_keyed_from"
-META_HEAD_MAC = "audit_head_mac"
-
-
-def _meta(conn: Connection, key: str) -> str | None:
-    value = conn.execute(
-        sa.select(meta_table.c.value).where(meta_table.c.key == key)
-    ).scalar_one_or_none()
-    return None if value is None else str(value)
-
-
-def _set_meta(conn: Connection, key: str, value: str) -> None:
-    done = conn.execute(sa.update(meta_table).where(meta_table.c.key == key).values(value=value))
-    if done.rowcount == 0:
-        conn.execute(sa.insert(meta_table).values(key=key, value=value))
+_CHUNK = 500  # keys in one IN list
 
 
 class StoreError(DsrError):
@@ -127,6 +99,9 @@ class SqlStateStore:
         self._audit_key = audit_key
         self._sqlite = engine.dialect.name == "sqlite"
         self._lock = StoreLock(engine, self._write)
+        self._audit = AuditLog(
+            audit_key, read=self._read, write=self._write, snapshot=self._snapshot
+        )
 
     # --- opening -------------------------------------------------------------------------
 
@@ -309,6 +284,38 @@ class SqlStateStore:
                 )
             )
 
+    def record_batch(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        journal: Sequence[tuple[str, JournalStatus, str | None]] = (),
+        audit: Sequence[AuditEvent] = (),
+        completions: Sequence[tuple[AuditEvent, Tombstone]] = (),
+    ) -> list[AuditRecord]:
+        at = format_time(now)
+        entries = [
+            {
+                "run_id": run_id,
+                "change_id": change_id,
+                "status": member(JournalStatus, status, "journal status"),
+                "at": at,
+                "message": message,
+            }
+            for change_id, status, message in journal
+        ]
+        with self._write() as conn:
+            known = conn.execute(
+                sa.select(runs_table.c.id).where(runs_table.c.id == run_id)
+            ).first()
+            if known is None:
+                raise ValueError(f"unknown run {run_id!r}")
+            records = self._audit.append_many_in(conn, audit)
+            records += self._audit.complete_many_in(conn, completions)
+            if entries:
+                conn.execute(sa.insert(journal_table), entries)
+        return records
+
     def journal_entries(self, run_id: str) -> list[JournalEntry]:
         with self._read() as conn:
             rows = conn.execute(
@@ -353,61 +360,34 @@ class SqlStateStore:
             ).all()
         return [_run_info(row) for row in rows]
 
-    # --- the audit log -------------------------------------------------------------------
+    # --- the audit log (audit_log.py) --------------------------------------------------
 
     def append_audit(self, event: AuditEvent) -> AuditRecord:
-        with self._write() as conn:
-            return self._append(conn, event)
+        return self._audit.append(event)
 
     def record_completion(self, event: AuditEvent, tombstone: Tombstone) -> AuditRecord:
-        """The receipt of an erasure and its tombstone, in one transaction: a run killed in
-        between leaves both or neither, so the next run never writes a second receipt."""
-        values = self._tombstone_values(tombstone)
-        with self._write() as conn:
-            record = self._append(conn, event)
-            values["receipt_hash"] = record.hash
-            key = tombstones_table.c.request_id
-            done = conn.execute(
-                sa.update(tombstones_table).where(key == tombstone.request_id).values(**values)
-            )
-            if done.rowcount == 0:
-                conn.execute(
-                    sa.insert(tombstones_table).values(request_id=tombstone.request_id, **values)
-                )
-            # The receipt holds the request's facts now; the next cycle starts afresh.
-            conn.execute(
-                sa.delete(request_facts_table).where(
-                    request_facts_table.c.request_id == tombstone.request_id
-                )
-            )
-        return record
+        return self._audit.record_completion(event, tombstone)
+
+    def audit_records(self, request: str | None = None) -> list[AuditRecord]:
+        return self._audit.records(request)
+
+    def audit_records_of(self, requests: Sequence[str]) -> dict[str, list[AuditRecord]]:
+        return self._audit.records_of(requests)
+
+    def audit_head(self) -> tuple[int, str]:
+        return self._audit.head()
+
+    def verify_audit(self, witness: tuple[int, str] | None = None) -> list[str]:
+        return self._audit.verify(witness)
+
+    # --- facts kept for an open request's receipt ----------------------------------------
 
     def record_facts(self, request_id: str, facts: list[Fact], *, now: datetime) -> None:
         """Keeps each fact (one per kind, system and table; a later one replaces it)."""
         if not facts:
             return
-        t = request_facts_table
         with self._write() as conn:
-            for f in facts:
-                where = sa.and_(
-                    t.c.request_id == request_id,
-                    t.c.kind == f.kind.value,
-                    t.c.system == f.system,
-                    t.c.table_name == f.table,
-                )
-                conn.execute(sa.delete(t).where(where))
-                conn.execute(
-                    sa.insert(t).values(
-                        request_id=request_id,
-                        kind=f.kind.value,
-                        system=f.system,
-                        table_name=f.table,
-                        rows=f.rows,
-                        reason=f.reason,
-                        masked=f.masked,
-                        at=format_time(now),
-                    )
-                )
+            _record_facts(conn, request_id, facts, now)
 
     def request_facts(self) -> dict[str, tuple[Fact, ...]]:
         t = request_facts_table
@@ -421,179 +401,6 @@ class SqlStateStore:
                 Fact(FactKind(r.kind), r.system, r.table_name, int(r.rows), r.reason, r.masked)
             )
         return {rid: tuple(facts) for rid, facts in found.items()}
-
-    def _append(self, conn: Connection, event: AuditEvent) -> AuditRecord:
-        details_json = canonical_json(event.details)
-        details: dict[str, Any] = json.loads(details_json)  # a private copy, as stored
-        at = format_time(event.at)
-        head = conn.execute(
-            sa.select(audit_head_table.c.seq, audit_head_table.c.hash)
-            .where(audit_head_table.c.id == HEAD_ID)
-            .with_for_update()
-        ).first()
-        if head is None:
-            raise DsrError("the audit log has no head row: run `dsr audit verify`")
-        key = self._audit_secret(conn, int(head.seq) + 1)
-        seq = int(head.seq) + 1
-        prev_hash = str(head.hash)
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "at": at,
-            "run_id": event.run_id,
-            "action": event.action,
-            "system": event.system,
-            "target": event.target,
-            "outcome": Outcome(event.outcome),
-            "request": event.request,
-            "details": details,
-            "prev_hash": prev_hash,
-        }
-        digest = audit_hash(fields, key)
-        conn.execute(
-            sa.insert(audit_table).values(**{**fields, "details": details_json, "hash": digest})
-        )
-        conn.execute(
-            sa.update(audit_head_table)
-            .where(audit_head_table.c.id == HEAD_ID)
-            .values(seq=seq, hash=digest)
-        )
-        if key is not None:
-            _set_meta(conn, META_HEAD_MAC, head_mac(seq, digest, key))
-        return AuditRecord(
-            seq=seq,
-            at=parse_time(at),
-            run_id=event.run_id,
-            action=event.action,
-            system=event.system,
-            target=event.target,
-            outcome=Outcome(event.outcome),
-            request=event.request,
-            details=details,
-            prev_hash=prev_hash,
-            hash=digest,
-        )
-
-    def _audit_secret(self, conn: Connection, next_seq: int) -> bytes | None:
-        """The key the next record is hashed with: the store's audit key, once the chain is
-        keyed (it becomes keyed with the first record appended while a key is given); a
-        keyed chain refuses a record without its key, or with another one."""
-        key_id = _meta(conn, META_KEY_ID)
-        if self._audit_key is None:
-            if key_id is not None:
-                raise DsrError(
-                    f"the audit chain is keyed (key id {key_id}); dsr needs the audit key "
-                    "(dsr.yaml audit.key) to append to it"
-                )
-            return None
-        if key_id is None:
-            _set_meta(conn, META_KEY_ID, self._audit_key.key_id)
-            _set_meta(conn, META_KEYED_FROM, str(next_seq))
-        elif key_id != self._audit_key.key_id:
-            raise DsrError(
-                f"the audit chain is keyed with key id {key_id}, but dsr.yaml audit.key_id is "
-                f"{self._audit_key.key_id}"
-            )
-        return self._audit_key.secret
-
-    def audit_records(self, request: str | None = None) -> list[AuditRecord]:
-        query = sa.select(audit_table).order_by(audit_table.c.seq)
-        if request is not None:
-            query = query.where(audit_table.c.request == request)
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        return [
-            AuditRecord(
-                seq=int(row.seq),
-                at=parse_time(row.at),
-                run_id=row.run_id,
-                action=row.action,
-                system=row.system,
-                target=row.target,
-                outcome=Outcome(row.outcome),
-                request=row.request,
-                details=json.loads(row.details),
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
-            for row in rows
-        ]
-
-    def audit_head(self) -> tuple[int, str]:
-        """(seq, hash) of the last record: what a CI log should witness after each apply."""
-        with self._read() as conn:
-            head = conn.execute(
-                sa.select(audit_head_table.c.seq, audit_head_table.c.hash).where(
-                    audit_head_table.c.id == HEAD_ID
-                )
-            ).first()
-        return (int(head.seq), str(head.hash)) if head is not None else (0, GENESIS_HASH)
-
-    def verify_audit(self, witness: tuple[int, str] | None = None) -> list[str]:
-        with self._snapshot() as conn:
-            # One snapshot for the head, the records and the state they vouch for, so they
-            # match even while another run appends; no row lock, so a read-only role (and
-            # transaction) may verify.
-            row = conn.execute(
-                sa.select(audit_head_table.c.seq, audit_head_table.c.hash).where(
-                    audit_head_table.c.id == HEAD_ID
-                )
-            ).first()
-            keyed_from = _meta(conn, META_KEYED_FROM)
-            key_id = _meta(conn, META_KEY_ID)
-            head = (
-                None
-                if row is None
-                else Head(
-                    int(row.seq),
-                    str(row.hash),
-                    _meta(conn, META_HEAD_MAC),
-                    int(keyed_from) if keyed_from is not None else None,
-                )
-            )
-            rows = conn.execute(sa.select(audit_table).order_by(audit_table.c.seq)).all()
-            receipts = {
-                r.request_id: r.receipt_hash
-                for r in conn.execute(
-                    sa.select(tombstones_table.c.request_id, tombstones_table.c.receipt_hash)
-                )
-            }
-            built = {
-                r.request_id: r.manifest_sha256
-                for r in conn.execute(
-                    sa.select(exports_table.c.request_id, exports_table.c.manifest_sha256)
-                )
-            }
-        records = [
-            StoredRecord(
-                int(r.seq),
-                r.at,
-                r.run_id,
-                r.action,
-                r.system,
-                r.target,
-                r.outcome,
-                r.request,
-                r.details,
-                r.prev_hash,
-                r.hash,
-            )
-            for r in rows
-        ]
-        key = None
-        problems: list[str] = []
-        if key_id is not None and self._audit_key is not None:
-            if key_id != self._audit_key.key_id:
-                problems.append(
-                    f"the audit chain is keyed with key id {key_id}, but dsr.yaml audit.key_id "
-                    f"is {self._audit_key.key_id}"
-                )
-            else:
-                key = self._audit_key.secret
-        problems += chain_problems(records, head, key)
-        problems += cross_problems(records, receipts, built)
-        if witness is not None:
-            problems += witness_problems(records, witness)
-        return problems
 
     # --- observations --------------------------------------------------------------------
 
@@ -643,22 +450,8 @@ class SqlStateStore:
                     f"tombstone {tombstone.request_id}: identity {n} ({kind}) is not an "
                     "hmac-sha256:<key id>:<hex> hash"
                 )
-        values = self._tombstone_values(tombstone)
+        values = tombstone_values(tombstone)
         self._upsert(tombstones_table, tombstones_table.c.request_id, tombstone.request_id, values)
-
-    @staticmethod
-    def _tombstone_values(tombstone: Tombstone) -> dict[str, Any]:
-        return {
-            "subject_kind": member(
-                SubjectKind,
-                tombstone.subject_kind,
-                f"tombstone {tombstone.request_id}: subject kind",
-            ).value,
-            "identities": canonical_json([list(pair) for pair in tombstone.identities]),
-            "systems": None if tombstone.systems is None else canonical_json(tombstone.systems),
-            "completed_at": format_time(tombstone.completed_at),
-            "receipt_hash": tombstone.receipt_hash,
-        }
 
     def tombstones(self) -> dict[str, Tombstone]:
         with self._read() as conn:
@@ -688,6 +481,33 @@ class SqlStateStore:
             "at": format_time(now),
         }
         self._upsert(request_states_table, request_states_table.c.request_id, request_id, values)
+
+    def record_requests(
+        self,
+        states: Mapping[str, tuple[RequestState, str | None]],
+        facts: Mapping[str, list[Fact]],
+        *,
+        now: datetime,
+    ) -> None:
+        at = format_time(now)
+        rows = [
+            {
+                "request_id": rid,
+                "state": member(RequestState, state, "request state").value,
+                "detail": detail,
+                "at": at,
+            }
+            for rid, (state, detail) in states.items()
+        ]
+        t = request_states_table
+        with self._write() as conn:
+            ids = list(states)
+            for i in range(0, len(ids), _CHUNK):
+                conn.execute(sa.delete(t).where(t.c.request_id.in_(ids[i : i + _CHUNK])))
+            if rows:
+                conn.execute(sa.insert(t), rows)
+            for rid, found in facts.items():
+                _record_facts(conn, rid, found, now)
 
     def request_states(self) -> dict[str, RequestRecord]:
         with self._read() as conn:
@@ -748,15 +568,25 @@ class SqlStateStore:
     # --- exports -------------------------------------------------------------------------
 
     def record_export(self, record: ExportRecord) -> None:
-        values = {
-            "path": record.path,
-            "manifest_sha256": record.manifest_sha256,
-            "rows": record.rows,
-            "built_at": format_time(record.built_at),
-            "expires_at": format_time(record.expires_at),
-            "expired_at": None if record.expired_at is None else format_time(record.expired_at),
-        }
+        values = _export_values(record)
         self._upsert(exports_table, exports_table.c.request_id, record.request_id, values)
+
+    def record_export_change(self, event: AuditEvent, record: ExportRecord) -> AuditRecord:
+        """An export's record and the audit record of its build or expiry, in one transaction:
+        a run killed in between leaves both or neither, so an export record never lacks the
+        audit record that vouches for it."""
+        key = exports_table.c.request_id
+        with self._write() as conn:
+            audited = self._audit.append_in(conn, event)
+            values = _export_values(record)
+            done = conn.execute(
+                sa.update(exports_table).where(key == record.request_id).values(values)
+            )
+            if done.rowcount == 0:
+                conn.execute(
+                    sa.insert(exports_table).values(request_id=record.request_id, **values)
+                )
+        return audited
 
     def exports(self) -> dict[str, ExportRecord]:
         with self._read() as conn:
@@ -823,6 +653,30 @@ class SqlStateStore:
         return bool(done.rowcount)
 
 
+def _record_facts(conn: Connection, request_id: str, facts: list[Fact], now: datetime) -> None:
+    t = request_facts_table
+    for f in facts:
+        where = sa.and_(
+            t.c.request_id == request_id,
+            t.c.kind == f.kind.value,
+            t.c.system == f.system,
+            t.c.table_name == f.table,
+        )
+        conn.execute(sa.delete(t).where(where))
+        conn.execute(
+            sa.insert(t).values(
+                request_id=request_id,
+                kind=f.kind.value,
+                system=f.system,
+                table_name=f.table,
+                rows=f.rows,
+                reason=f.reason,
+                masked=f.masked,
+                at=format_time(now),
+            )
+        )
+
+
 def _run_info(row: Any) -> RunInfo:
     return RunInfo(
         run_id=row.id,
@@ -858,3 +712,14 @@ def _share_sqlite_file(engine: Engine) -> None:
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
+
+
+def _export_values(record: ExportRecord) -> dict[str, Any]:
+    return {
+        "path": record.path,
+        "manifest_sha256": record.manifest_sha256,
+        "rows": record.rows,
+        "built_at": format_time(record.built_at),
+        "expires_at": format_time(record.expires_at),
+        "expired_at": None if record.expired_at is None else format_time(record.expired_at),
+    }

@@ -31,11 +31,12 @@ from reconciler.desired.schemas import load_schema
 from reconciler.observe.match import (
     TableMatch,
     count_references,
-    identity_requests,
+    identity_matches,
     linked_requests,
 )
 from reconciler.observe.model import Match
-from reconciler.observe.subjects import Subject, subject_index
+from reconciler.observe.queries import columns_of
+from reconciler.observe.subjects import Subject, Wanted
 from reconciler.privacy.identity import IdentityKey, hash_identity
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -86,7 +87,7 @@ def match_tables(
     foreign_keys: Sequence[ForeignKeyInfo] = (),
 ) -> dict[tuple[str, str], Match]:
     """`collect._match_tables`, with each query replaced by the whole table."""
-    index = subject_index(subjects)
+    wanted = Wanted(subjects, KEY)
     linked: dict[str, set[str]] = defaultdict(set)
     for t in tables.values():
         if t.subject:
@@ -105,8 +106,10 @@ def match_tables(
             continue
         found = TableMatch(spec, linked[name])
         if spec.identities:
-            for row in rows.get(name, ()):
-                found.add(row, identity_requests(spec, row, index, KEY))
+            columns = columns_of(spec, sorted(linked[name] | set(spec.mask)))
+            tuples = [tuple(row.get(c) for c in columns) for row in rows.get(name, ())]
+            for row, requests in identity_matches(spec, columns, tuples, wanted):
+                found.add(row, requests)
         elif spec.subject:
             parent = done.get(spec.subject.table)
             parents = parent.values.get(spec.subject.references) if parent else None
