@@ -70,11 +70,20 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]
         limit = f"{MAX_CHARACTERS:,} characters"
         return None, [Diagnostic(file, None, "", f"is larger than {limit}: not a policy file")]
     try:
-        _screen(text)
-        data = _load(text, file, lines, duplicates)
-    except yaml.YAMLError as exc:
-        return None, [_syntax_problem(file, text, exc)]
-    return Document(file, data, _plain(data), lines), duplicates
+        data, dated = _build(text, file, lines, duplicates)
+    except (_Unusual, yaml.YAMLError):
+        # Anything the one pass does not handle (and every error) takes the careful path:
+        # refuse aliases and deep nesting first, then compose and construct as PyYAML does.
+        lines.clear()
+        lines[()] = 1
+        duplicates.clear()
+        try:
+            _screen(text)
+            data = _load(text, file, lines, duplicates)
+        except yaml.YAMLError as exc:
+            return None, [_syntax_problem(file, text, exc)]
+        dated = True
+    return Document(file, data, _plain(data) if dated else data, lines), duplicates
 
 
 # Bounds on what a policy file may be: no input may reach the user as a traceback, take
@@ -114,7 +123,133 @@ def _screen(text: str) -> None:
 _Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class _Unusual(Exception):
+    """Something the one-pass builder leaves to the careful path: an anchor, an alias, nesting
+    deeper than MAX_DEPTH, an explicit collection tag, a merge key, a complex key, or a second
+    document."""
+
+
+_MAP_TAGS = (None, "!", "tag:yaml.org,2002:map")
+_SEQ_TAGS = (None, "!", "tag:yaml.org,2002:seq")
+
+
+def _build(
+    text: str, file: str, lines: dict[JsonPath, int], duplicates: list[Diagnostic]
+) -> tuple[Any, bool]:
+    """The data of a plain policy file in one pass over libyaml's events (no node tree, no
+    second walk), recording lines and duplicate keys on the way; whether any value is not
+    JSON (a date), so that `Document.plain` needs its own copy. Raises `_Unusual` for what
+    only the careful path handles, and YAML errors as PyYAML raises them."""
+    loader = _Loader(text)
+    try:
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
+            return {}, False
+        loader.get_event()  # document start
+        event = loader.get_event()
+        lines[()] = event.start_mark.line + 1
+        builder = _Builder(loader, file, lines, duplicates)
+        data = builder.value(event, (), 0)
+        loader.get_event()  # document end
+        if not loader.check_event(yaml.StreamEndEvent):
+            raise _Unusual("a second document")
+        return data, builder.dated
+    finally:
+        loader.dispose()
+
+
+class _Builder:
+    """Builds values from events the way `_Loader` composes and constructs them: scalars are
+    resolved and constructed by the loader itself; mapping keys are the text as written."""
+
+    def __init__(
+        self, loader: Any, file: str, lines: dict[JsonPath, int], duplicates: list[Diagnostic]
+    ) -> None:
+        self.loader = loader
+        self.file = file
+        self.lines = lines
+        self.duplicates = duplicates
+        self.first: dict[JsonPath, int] = {}  # the first line of each duplicated key
+        self.dated = False
+
+    def value(self, event: Any, path: JsonPath, depth: int) -> Any:
+        kind = type(event)
+        if event.anchor is not None or kind is yaml.AliasEvent:
+            raise _Unusual("an anchor or alias")
+        if kind is yaml.ScalarEvent:
+            return self.scalar(event)
+        if depth >= MAX_DEPTH:
+            raise _Unusual("deep nesting")
+        if kind is yaml.MappingStartEvent and event.tag in _MAP_TAGS:
+            return self.mapping(path, depth + 1)
+        if kind is yaml.SequenceStartEvent and event.tag in _SEQ_TAGS:
+            return self.sequence(path, depth + 1)
+        raise _Unusual("a tagged collection")
+
+    def scalar(self, event: Any) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR_TAG:
+            return event.value
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, date):
+            self.dated = True
+        return value
+
+    def mapping(self, path: JsonPath, depth: int) -> dict[str, Any]:
+        get, lines = self.loader.get_event, self.lines
+        out: dict[str, Any] = {}
+        while True:
+            event: Any = get()
+            if type(event) is not yaml.ScalarEvent:
+                if type(event) is yaml.MappingEndEvent:
+                    return out
+                raise _Unusual("a complex key or an alias")
+            key = event.value
+            if event.anchor is not None or event.tag is not None or key == "<<":
+                raise _Unusual("an anchor, a tagged key or a merge key")
+            start: Any = event.start_mark  # set on every event libyaml makes
+            line = start.line + 1
+            child = (*path, key)
+            if key in out:
+                first = self.first.setdefault(child, lines[child])
+                message = f"duplicate key '{key}' (first on line {first})"
+                self.duplicates.append(Diagnostic(self.file, line, dotted(child), message))
+            lines[child] = line
+            event = get()
+            if _plain_text(event):
+                out[key] = event.value
+            else:
+                out[key] = self.value(event, child, depth)
+
+    def sequence(self, path: JsonPath, depth: int) -> list[Any]:
+        get, lines = self.loader.get_event, self.lines
+        out: list[Any] = []
+        while True:
+            event = get()
+            if type(event) is yaml.SequenceEndEvent:
+                return out
+            child = (*path, len(out))
+            lines[child] = event.start_mark.line + 1
+            out.append(event.value if _plain_text(event) else self.value(event, child, depth))
+
+
+def _plain_text(event: Any) -> bool:
+    """Whether `event` is a scalar that `_Loader` would construct as its text: untagged, and
+    quoted or starting with a character no implicit resolver looks at (`resolve` would give
+    str). The common case, answered without calling the resolver."""
+    return (
+        type(event) is yaml.ScalarEvent
+        and event.tag is None
+        and event.anchor is None
+        and (not event.implicit[0] or event.value[:1] not in _RESOLVED_FIRST)
+    )
+
+
 def _load(text: str, file: str, lines: dict[JsonPath, int], duplicates: list[Diagnostic]) -> Any:
+    """The careful path: compose the node tree, index it, construct it (after `_screen`)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -148,6 +283,12 @@ class _Loader(_Parser):  # type: ignore[misc]
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+# The first characters of plain scalars that an implicit resolver may turn into something other
+# than a string ('' for the empty scalar, null). The safe loader has no resolvers on every
+# character (None) and none by path, which `_plain_text` relies on.
+_RESOLVED_FIRST = frozenset(_Loader.yaml_implicit_resolvers)
+assert None not in _RESOLVED_FIRST and not _Loader.yaml_path_resolvers
 
 
 def _index(

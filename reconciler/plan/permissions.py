@@ -35,8 +35,11 @@ def plan_permissions(
     grants: list[Change] = []
     revokes: list[Change] = []
     removals: list[Change] = []
+    nothing: frozenset[str] = frozenset()
     for name, want in sorted(access.users.items()):
-        have = held.get(name, set())
+        have = held.get(name, nothing)
+        if have == want.roles:
+            continue  # most users: nothing to grant or revoke
         for role in sorted(want.roles - have):
             grants.append(
                 Change(
