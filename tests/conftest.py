@@ -33,12 +33,15 @@ SERVERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _not_on_a_ci_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _not_on_a_ci_runner() -> Iterator[None]:
     """Tests run as on a laptop even when the suite itself runs in CI: `CI` set changes what
-    `dsr apply` accepts (a local state file is refused). Tests of that behaviour set it."""
-    for name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI"):
-        monkeypatch.delenv(name, raising=False)
+    `dsr apply` accepts (a local state file is refused). Session-wide, so that module-scoped
+    fixtures see it too; tests of that behaviour set `CI` themselves."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI"):
+            mp.delenv(name, raising=False)
+        yield
 
 
 def make_engine(url: str) -> Engine:
