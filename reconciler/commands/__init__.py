@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import click
 
 from reconciler.connectors import Connector
 from reconciler.desired.load import find_workspace
+from reconciler.errors import DsrError
 from reconciler.observe.collect import observe_all
 from reconciler.observe.model import Observed, ObservedSystem
 from reconciler.outbox.boxes import Outbox, outbox_for
@@ -108,6 +110,20 @@ def outbox_of(ws: Workspace, store: StateStore) -> Callable[[], Outbox]:
 
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+# A day on the command line (--on, --received): YYYY-MM-DD.
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def day_or_today(value: datetime | None, flag: str) -> date:
+    """The day given as `flag`, or today (UTC). Ahead of UTC it is already tomorrow somewhere;
+    a later day is a typo."""
+    today = utcnow().date()
+    day = value.date() if value is not None else today
+    if day > today + timedelta(days=1):
+        raise DsrError(f"{flag} {day} is in the future")
+    return day
 
 
 format_option = click.option(

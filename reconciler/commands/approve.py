@@ -15,18 +15,17 @@ why such an approval does not count (`reconciler.desired.approvals`).
 from __future__ import annotations
 
 import difflib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import click
 
-from reconciler.commands import workspace_root
+from reconciler.commands import DAY, day_or_today, workspace_root
 from reconciler.desired.approvals import approval_problems, same_person
 from reconciler.desired.edit import read_text, replace_file, with_approval
 from reconciler.desired.files import ACCESS_FILE, REQUEST_ID, request_file
 from reconciler.desired.load import load_workspace
 from reconciler.desired.model import Access, Approval, RequestType
 from reconciler.errors import DsrError, ValidationFailed
-from reconciler.workspace import utcnow
 
 
 @click.command("approve", short_help="Record a tenant admin's approval of an export.")
@@ -41,7 +40,7 @@ from reconciler.workspace import utcnow
 @click.option(
     "--on",
     "on",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     metavar="DATE",
     help="The date of the approval, YYYY-MM-DD (default: today, UTC).",
 )
@@ -60,10 +59,7 @@ def command(ctx: click.Context, request_id: str, user: str, on: datetime | None)
             "by '-', for example DSR-20261129-7KQ2"
         )
     file = request_file(request_id)
-    today = utcnow().date()
-    at = on.date() if on is not None else today
-    if at > today + timedelta(days=1):  # ahead of UTC it is already tomorrow somewhere
-        raise DsrError(f"--on {at} is in the future")
+    at = day_or_today(on, "--on")
     try:
         desired = load_workspace(root)
     except ValidationFailed as exc:

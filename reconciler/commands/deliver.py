@@ -9,17 +9,16 @@ never built. Prints the path written, nothing else, on stdout.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import click
 
-from reconciler.commands import workspace
+from reconciler.commands import DAY, day_or_today, workspace
 from reconciler.desired.edit import read_text, replace_file, with_entry
 from reconciler.desired.files import REQUEST_ID, request_file
 from reconciler.desired.load import load_workspace
 from reconciler.desired.model import Approval, RequestType
 from reconciler.errors import DsrError, ValidationFailed
-from reconciler.workspace import utcnow
 
 
 @click.command("deliver", short_help="Record that an export package reached the subject.")
@@ -27,7 +26,7 @@ from reconciler.workspace import utcnow
 @click.option("--by", "user", required=True, metavar="USER", help="Who handed it over.")
 @click.option(
     "--on",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     metavar="DATE",
     help="The day it was delivered, YYYY-MM-DD (default: today, UTC).",
 )
@@ -41,10 +40,7 @@ def command(ctx: click.Context, request_id: str, user: str, on: datetime | None)
         raise DsrError("--by must not be empty")
     ws = workspace(ctx)
     file = request_file(request_id)
-    today = utcnow().date()
-    at = on.date() if on is not None else today
-    if at > today + timedelta(days=1):
-        raise DsrError(f"--on {at} is in the future")
+    at = day_or_today(on, "--on")
     request = ws.desired.requests.get(request_id)
     if request is None:
         raise DsrError(f"no request {request_id}: {file} does not exist")

@@ -18,14 +18,14 @@ import re
 import secrets
 import sys
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import yaml
 
-from reconciler.commands import workspace_root
+from reconciler.commands import DAY, day_or_today, workspace_root
 from reconciler.desired.files import REQUEST_ID, REQUESTS_DIR
 from reconciler.desired.files import request_file as request_path
 from reconciler.desired.load import load_settings, load_workspace
@@ -89,7 +89,7 @@ def _request_options(func: F) -> F:
         ),
         click.option(
             "--received",
-            type=click.DateTime(formats=["%Y-%m-%d"]),
+            type=DAY,
             metavar="DATE",
             help="The date the request was received, YYYY-MM-DD (default: today, UTC).",
         ),
@@ -163,10 +163,7 @@ def _file_request(
     subject_kind = SubjectKind(kind)
     root = workspace_root(ctx)
     today = utcnow().date()
-    received_on = received.date() if received is not None else today
-    # Ahead of UTC it is already tomorrow somewhere; a later date is a typo.
-    if received_on > today + timedelta(days=1):
-        raise DsrError(f"--received {received_on} is in the future")
+    received_on = day_or_today(received, "--received")
     if not requested_by.strip():
         raise DsrError("--requested-by must not be empty")
     system_names = _parse_systems(systems)

@@ -27,6 +27,7 @@ from reconciler.desired.model import (
     SubjectKind,
     System,
     SystemRole,
+    Table,
     TableKind,
 )
 from reconciler.desired.order import children_first, ingestion_order, upstream_of
@@ -200,16 +201,7 @@ def _plan_user(
         m = obs.matches.get((rid, table))
         if m is None or not m.keys:
             continue
-        if spec.erasure is not ErasureStrategy.DELETE:
-            r.retained.append(
-                Retained(
-                    system.name,
-                    table,
-                    len(m.keys),
-                    spec.reason or "",
-                    masked=spec.erasure is ErasureStrategy.MASK,
-                )
-            )
+        _keep_retained(r, system.name, table, spec, m)
         if not m.pending:
             continue
         action = Action.DELETE_ROWS if spec.erasure is ErasureStrategy.DELETE else Action.MASK_ROWS
@@ -261,6 +253,13 @@ def _plan_user(
     view(RequestState.PENDING, None, r.retained)
 
 
+def _keep_retained(r: _Req, system: str, table: str, spec: Table, m: Match) -> None:
+    """A table the erasure keeps rows of (retained, or masked in place): for the receipt."""
+    if spec.erasure is not ErasureStrategy.DELETE:
+        masked = spec.erasure is ErasureStrategy.MASK
+        r.retained.append(Retained(system, table, len(m.keys), spec.reason or "", masked=masked))
+
+
 def _match(observed: Observed, system: str, rid: str, table: str) -> Match | None:
     obs = observed.systems.get(system)
     return obs.matches.get((rid, table)) if obs else None
@@ -278,16 +277,7 @@ def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: PlanPart) 
             m = _match(observed, name, r.id, table)
             if spec.kind is not TableKind.DATA or spec.erasure is None or m is None or not m.keys:
                 continue
-            if spec.erasure is not ErasureStrategy.DELETE:
-                r.retained.append(
-                    Retained(
-                        name,
-                        table,
-                        len(m.keys),
-                        spec.reason or "",
-                        masked=spec.erasure is ErasureStrategy.MASK,
-                    )
-                )
+            _keep_retained(r, name, table, spec, m)
             if not m.pending:
                 continue
             if not system.erase_at_source:
