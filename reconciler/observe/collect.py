@@ -3,7 +3,9 @@ own state store says it did.
 
 For each system: its permissions, its schema (reflected when erasures or exports need it) and
 every pending subject's rows, table by table, parents before children: the query step
-(`queries.py`) then the pure step (`match.py`). An identity table is matched by pushdown
+(`queries.py`) then the pure step (`match.py`). The rows that reference a matched row
+through a database foreign key are counted from the linked read of the same table and
+column when there is one, not read again. An identity table is matched by pushdown
 or streaming (`method.py`), and each system records which. A system that cannot be read is
 recorded with its error, not raised: the planner decides what that blocks. This module
 reads; it never writes to a system or to the state store.
@@ -220,13 +222,18 @@ def _match_tables(
         if t.subject:
             linked[t.subject.table].add(t.subject.references)
     incoming: dict[str, list[ForeignKeyInfo]] = defaultdict(list)
+    by_link: dict[str, list[ForeignKeyInfo]] = defaultdict(list)  # child -> counted in its read
     for fk in schema.foreign_keys:
         if fk.referred_table in tables and len(fk.columns) == 1:
-            incoming[fk.referred_table].append(fk)
             linked[fk.referred_table].add(fk.referred_columns[0])
+            if _read_by_link(fk, tables):
+                by_link[fk.table].append(fk)
+            else:
+                incoming[fk.referred_table].append(fk)
 
     done: dict[str, TableMatch] = {}
-    matches: Matches = {}
+    # Per table, per request, the rows of other tables that reference its matched rows.
+    refs: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for name in parents_first(tables):
         spec = tables[name]
         if spec.kind is TableKind.AUDIT_LOG or not spec.primary_key:
@@ -248,21 +255,47 @@ def _match_tables(
             parent = done.get(link.table)
             parents = parent.values.get(link.references) if parent else None
             if parents:
-                for row in queries.linked_rows(conn, spec, columns, parents.raw):
+                rows = queries.linked_rows(conn, spec, columns, parents.raw)
+                for row in rows:
                     found.add(row, linked_requests(spec, row, parents))
+                # This read is the foreign key's too: the same rows, by the same values.
+                for fk in by_link[name]:
+                    pairs = [(None, row[link.column]) for row in rows]
+                    name_ = f"{fk.table}.{fk.columns[0]}"
+                    count_references(name_, pairs, parents, refs[link.table])
         done[name] = found
-        refs: dict[str, dict[str, int]] = defaultdict(dict)
         for fk in incoming[name] if found.keys else ():
             parents = found.values.get(fk.referred_columns[0])
             if parents:
                 # A table that references itself: the subject's own rows go with the delete.
                 itself = fk.table == name
                 child_key = spec.primary_key if itself else None
-                rows = queries.referencing_rows(conn, fk, child_key, parents.raw)
+                pairs = queries.referencing_rows(conn, fk, child_key, parents.raw)
                 name_ = f"{fk.table}.{fk.columns[0]}"
-                count_references(name_, rows, parents, refs, found.keys if itself else None)
-        matches |= found.matches(refs)
+                count_references(name_, pairs, parents, refs[name], found.keys if itself else None)
+    matches: Matches = {}
+    for name, found in done.items():
+        matches |= found.matches(refs[name])
     return matches
+
+
+def _read_by_link(fk: ForeignKeyInfo, tables: Mapping[str, Table]) -> bool:
+    """Whether the rows that reference matched rows through `fk` are exactly those of a
+    mapped table's linked read: a table read through its data-map link, on the foreign key's
+    column and referred column. Its rows are then counted from that read, not read again.
+    Any other foreign key (an unmapped table, a table that references itself, a column other
+    than the link's, a table matched by its identities or not read) is read on its own."""
+    child = tables.get(fk.table)
+    if child is None or child.subject is None or child.identities or fk.table == fk.referred_table:
+        return False
+    if child.kind is TableKind.AUDIT_LOG or not child.primary_key:
+        return False
+    link = child.subject
+    return (link.table, link.column, link.references) == (
+        fk.referred_table,
+        fk.columns[0],
+        fk.referred_columns[0],
+    )
 
 
 def _filters(spec: Table, wanted: Wanted) -> list[IdentityFilter]:

@@ -5,7 +5,8 @@ An identity table is read once for every subject together, in batches (memory bo
 the batch size): only the rows the database finds may match (pushdown, `filters` given), or
 every row (streaming); a table reached through a link is read with batched `IN (...)` queries on the
 parents' matched values; rows referencing matched rows through a database foreign key are
-read the same way, to count them.
+read the same way, to count them, unless they are a linked table's rows already read on the
+same column and values (`collect.py` counts those from that read).
 """
 
 from __future__ import annotations

@@ -154,7 +154,10 @@ def test_pushdown_and_streaming_observe_the_same(server: str, path: Path) -> Non
         assert pushed == golden.expected(case)
 
 
-def _customers(url: str, n: int) -> None:
+def _customers(url: str, n: int, *, foreign_key: bool = False) -> None:
+    """n customers and 2n orders, two per customer; `foreign_key`: orders.customer_id is a
+    database foreign key to customers.id."""
+    references = " REFERENCES customers (id)" if foreign_key else ""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(
@@ -162,7 +165,9 @@ def _customers(url: str, n: int) -> None:
                 "CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(100), phone VARCHAR(40))"
             )
         )
-        conn.execute(sa.text("CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT)"))
+        conn.execute(
+            sa.text(f"CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT{references})")
+        )
         conn.execute(
             sa.text("INSERT INTO customers VALUES (:id, :email, :phone)"),
             [
@@ -199,24 +204,43 @@ def _subjects(ids: range, key: IdentityKey = golden.KEY) -> list[Subject]:
 
 
 def _run(
-    url: str, subjects: list[Subject], mode: MatchMode, key: IdentityKey = golden.KEY
+    url: str,
+    subjects: list[Subject],
+    mode: MatchMode,
+    key: IdentityKey = golden.KEY,
+    fetched: list[int] | None = None,
 ) -> tuple[dict[tuple[str, str], Match], int, int, dict[str, str]]:
-    """Matches, identity rows read, statements run, and how each table was matched."""
+    """Matches, identity rows read, statements run, and how each table was matched.
+    `fetched` (PostgreSQL, MariaDB: SQLite has no rowcount for a query) gets every row the
+    database sent after reflection: the identity rows read (streamed: a server-side cursor's
+    rowcount is not known) and each other cursor's rowcount."""
     tables = golden.tables_from(LINKED)
     system = System("s", SystemRole.SOURCE, url, tables=tables, match=mode)
     conn = CountingConnector("s", url)
     statements = 0
+    rows = 0
 
     def count(*_: Any) -> None:
         nonlocal statements
         statements += 1
 
+    def count_rows(_conn: Any, cursor: Any, *args: Any) -> None:
+        nonlocal rows
+        context = args[2]
+        if not context.execution_options.get("stream_results"):
+            assert cursor.rowcount >= 0
+            rows += cursor.rowcount
+
     try:
         schema = conn.reflect([None])
         sa.event.listen(conn.engine, "before_cursor_execute", count)
+        if fetched is not None:
+            sa.event.listen(conn.engine, "after_cursor_execute", count_rows)
         hashing = collect._Hashing(system, conn)
         found = collect._match_tables("s", tables, conn, subjects, key, schema, hashing)
         methods = {t: str(how) for t, how in hashing.methods.items()}
+        if fetched is not None:
+            fetched.append(conn.rows_read + rows)
         return found, conn.rows_read, statements, methods
     finally:
         conn.close()
@@ -230,6 +254,23 @@ def test_pushdown_reads_only_the_matching_rows(server: str) -> None:
     assert len([k for (r, t), k in pushed.items() if t == "customers"]) == 20
     assert rows == 20  # exactly the matches left the server
     assert all_rows == 2000
+
+
+@pytest.mark.postgres
+def test_rows_fetched_are_the_matches(postgres_url: str) -> None:
+    """Customers and the orders linked to them by a database foreign key: each matched order
+    leaves the server once, for the link and the foreign key's count together (issue 11)."""
+    _customers(postgres_url, 500, foreign_key=True)
+    fetched: list[int] = []
+    pushed, _, _, methods = _run(
+        postgres_url, _subjects(range(0, 500, 5)), MatchMode.PUSHDOWN, fetched=fetched
+    )
+    assert methods == {"customers": "pushdown"}
+    matched = sum(len(m.keys) for m in pushed.values())
+    assert matched == 300  # 100 customers and their 200 orders
+    assert fetched == [matched]
+    customers = [m for (_, t), m in pushed.items() if t == "customers"]
+    assert {tuple(m.referenced_by.items()) for m in customers} == {(("orders.customer_id", 2),)}
 
 
 @pytest.mark.parametrize("where", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
