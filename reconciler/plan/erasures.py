@@ -69,6 +69,15 @@ def plan_erasures(
                 f"{status.message}; dsr retries it when it is needed"
             )
 
+    # What is the same for every request, worked out once (not once per request).
+    deletion_order = {
+        n: children_first(
+            s.tables, _foreign_keys(o.schema if (o := observed.systems.get(n)) else None)
+        )
+        for n, s in desired.systems.items()
+    }
+    systems_order = ingestion_order(desired.systems)
+    found_in = _systems_with_rows(observed)
     active: list[_Req] = []
     for rid in sorted(_request_ids(desired, observed)):
         req = desired.requests.get(rid)
@@ -98,12 +107,12 @@ def plan_erasures(
         if unreadable:
             r.blocked = "cannot read " + "; ".join(unreadable)
         else:
-            _plan_sources(desired, observed, r, out)
+            _plan_sources(desired, observed, r, deletion_order, out)
         active.append(r)
 
     refreshes = _plan_refreshes(desired, observed, active, out)
     for r in active:
-        _plan_rest(desired, observed, r, refreshes, today, out)
+        _plan_rest(desired, observed, r, refreshes, systems_order, found_in, today, out)
     return out
 
 
@@ -265,14 +274,21 @@ def _match(observed: Observed, system: str, rid: str, table: str) -> Match | Non
     return obs.matches.get((rid, table)) if obs else None
 
 
-def _plan_sources(desired: Desired, observed: Observed, r: _Req, out: PlanPart) -> None:
+def _plan_sources(
+    desired: Desired,
+    observed: Observed,
+    r: _Req,
+    deletion_order: Mapping[str, list[str]],
+    out: PlanPart,
+) -> None:
+    """`deletion_order`: each system's tables, children first."""
     for name in r.systems:
         system = desired.systems[name]
         if system.role is not SystemRole.SOURCE:
             continue
         schema = observed.systems[name].schema if name in observed.systems else None
         waiting: list[tuple[str, int]] = []
-        for table in children_first(system.tables, _foreign_keys(schema)):
+        for table in deletion_order[name]:
             spec = system.tables[table]
             m = _match(observed, name, r.id, table)
             if spec.kind is not TableKind.DATA or spec.erasure is None or m is None or not m.keys:
@@ -395,9 +411,14 @@ def _plan_rest(
     observed: Observed,
     r: _Req,
     refreshes: Mapping[str, Change],
+    systems_order: list[str],
+    found_in: Mapping[str, set[str]],
     today: date,
     out: PlanPart,
 ) -> None:
+    """`systems_order`: every system after those it ingests; `found_in`: per request, the
+    systems where some of its rows were found (`_systems_with_rows`)."""
+
     def view(state: RequestState, note: str | None = None) -> RequestView:
         return _view(
             r.id,
@@ -438,7 +459,7 @@ def _plan_rest(
         refreshes[n].id for n in r.systems if n in refreshes
     ]
     verifies = []
-    for name in [n for n in ingestion_order(desired.systems) if n in r.systems]:
+    for name in [n for n in systems_order if n in r.systems]:
         tables = [
             t
             for t, spec in sorted(desired.systems[name].tables.items())
@@ -475,7 +496,7 @@ def _plan_rest(
         )
         for name, table, m in logs
     ]
-    nothing = r.completed_on is None and not _found_anywhere(observed, r)
+    nothing = r.completed_on is None and not _found_anywhere(observed, r, found_in)
     if nothing:
         out.warnings.append(
             f"{r.id}: its identities match no row in any mapped system; completing it records "
@@ -491,16 +512,23 @@ def _plan_rest(
         out.views.append(view(RequestState.PENDING))
 
 
-def _found_anywhere(observed: Observed, r: _Req) -> bool:
+def _found_anywhere(observed: Observed, r: _Req, found_in: Mapping[str, set[str]]) -> bool:
     """Any row of the subject, in any table of any system the request covers, now or in an
     earlier run (retained, masked or already deleted ones count: they were found)."""
     return bool(r.erase or r.awaits or r.retained or observed.facts.get(r.id)) or any(
-        m.keys
-        for name in r.systems
-        if (obs := observed.systems.get(name)) is not None
-        for (rid, _table), m in obs.matches.items()
-        if rid == r.id
+        name in found_in.get(r.id, ()) for name in r.systems
     )
+
+
+def _systems_with_rows(observed: Observed) -> dict[str, set[str]]:
+    """Per request, the systems where some of its rows were found: one pass over every
+    match, instead of one per request."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for name, obs in observed.systems.items():
+        for (rid, _table), m in obs.matches.items():
+            if m.keys:
+                found[rid].add(name)
+    return found
 
 
 def _complete(r: _Req, depends_on: tuple[str, ...], *, no_data_found: bool = False) -> Change:
