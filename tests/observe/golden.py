@@ -28,6 +28,7 @@ from reconciler.desired.build import build_systems
 from reconciler.desired.model import Table, TableKind
 from reconciler.desired.order import parents_first
 from reconciler.desired.schemas import load_schema
+from reconciler.observe import collect
 from reconciler.observe.match import (
     TableMatch,
     count_references,
@@ -93,13 +94,17 @@ def match_tables(
         if t.subject:
             linked[t.subject.table].add(t.subject.references)
     incoming: dict[str, list[ForeignKeyInfo]] = defaultdict(list)
+    by_link: dict[str, list[ForeignKeyInfo]] = defaultdict(list)
     for fk in foreign_keys:
         if fk.referred_table in tables and len(fk.columns) == 1:
-            incoming[fk.referred_table].append(fk)
             linked[fk.referred_table].add(fk.referred_columns[0])
+            if collect._read_by_link(fk, tables):
+                by_link[fk.table].append(fk)
+            else:
+                incoming[fk.referred_table].append(fk)
 
     done: dict[str, TableMatch] = {}
-    matches: dict[tuple[str, str], Match] = {}
+    refs: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for name in parents_first(tables):
         spec = tables[name]
         if spec.kind is TableKind.AUDIT_LOG or not spec.primary_key:
@@ -116,8 +121,11 @@ def match_tables(
             if parents:
                 for row in rows.get(name, ()):
                     found.add(row, linked_requests(spec, row, parents))
+                for fk in by_link[name]:
+                    pairs = [(None, row.get(fk.columns[0])) for row in rows.get(name, ())]
+                    name_ = f"{fk.table}.{fk.columns[0]}"
+                    count_references(name_, pairs, parents, refs[spec.subject.table])
         done[name] = found
-        refs: dict[str, dict[str, int]] = defaultdict(dict)
         for fk in incoming[name] if found.keys else ():
             parents = found.values.get(fk.referred_columns[0])
             if parents:
@@ -128,8 +136,10 @@ def match_tables(
                     for row in rows.get(fk.table, ())
                 ]
                 own = found.keys if itself else None
-                count_references(f"{fk.table}.{fk.columns[0]}", pairs, parents, refs, own)
-        matches |= found.matches(refs)
+                count_references(f"{fk.table}.{fk.columns[0]}", pairs, parents, refs[name], own)
+    matches: dict[tuple[str, str], Match] = {}
+    for name, found in done.items():
+        matches |= found.matches(refs[name])
     return matches
 
 
