@@ -482,12 +482,13 @@ SCHEMA_WORDS = ("sqlite_master", "pragma", "pg_catalog", "information_schema", "
 
 class Tally:
     """Rows and bytes the client fetches, counted at the drivers' cursors (psycopg, PyMySQL,
-    sqlite3), split into data and schema reflection by the statement that produced them (a
-    SQLAlchemy `before_cursor_execute` listener; a statement it does not see counts as data).
+    sqlite3), split into data, schema reflection and connection set-up by the statement that
+    produced them (a SQLAlchemy `before_cursor_execute` listener; a statement it does not see
+    is set-up).
     Slows fetching down: used in a run of its own, never a timed one."""
 
     def __init__(self) -> None:
-        self.counts = {"data": [0, 0], "schema": [0, 0]}
+        self.counts = {"data": [0, 0], "schema": [0, 0], "setup": [0, 0]}
         self.statements: dict[int, str] = {}
         self.by_statement: dict[str, int] = {}  # data rows by the statement's first 100 chars
         self.depth = 0
@@ -499,11 +500,19 @@ class Tally:
 
     def add(self, cursor: Any, rows: list[Any]) -> None:
         statement = self.statements.get(id(cursor), "").lower()
-        bucket = "schema" if any(w in statement for w in SCHEMA_WORDS) else "data"
+        if not statement:
+            # Not through SQLAlchemy: a dialect's first-connect probes (server version,
+            # schema, isolation level) or the state store's driver-level calls, never a
+            # mapped table's rows (dsr reads those through SQLAlchemy).
+            bucket = "setup"
+        elif any(w in statement for w in SCHEMA_WORDS):
+            bucket = "schema"
+        else:
+            bucket = "data"
         self.counts[bucket][0] += len(rows)
         self.counts[bucket][1] += sum(map(row_bytes, rows))
         if bucket == "data" and rows:
-            what = " ".join(statement.split())[:100] or "(a statement SQLAlchemy did not see)"
+            what = " ".join(statement.split())[:100]
             self.by_statement[what] = self.by_statement.get(what, 0) + len(rows)
 
     def totals(self) -> dict[str, Any]:
@@ -513,6 +522,7 @@ class Tally:
             "bytes": size,
             "schema_rows": srows,
             "schema_bytes": ssize,
+            "setup_rows": self.counts["setup"][0],
             "by_statement": self.by_statement,
         }
 
