@@ -4,11 +4,13 @@ Exit codes, as schedulers read them: 0 success (nothing left to do), 1 an error 
 line per problem, usage errors included: click's own 2 would read as "changes pending"),
 2 changes pending (`plan --detailed-exitcode` only), 130 interrupted (Ctrl-C, SIGTERM).
 Expected errors (`DsrError`) become one line each; anything else is a bug and is printed with
-its traceback. Subcommands live in `reconciler/commands/`, one module each.
+its traceback. Subcommands live in `reconciler/commands/`, one module each, imported only
+when run or listed (click's lazy-loading group): `dsr plan` does not import `apply`'s drivers.
 """
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import traceback
@@ -27,8 +29,35 @@ from reconciler.render.events import EventLog
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
+# Each subcommand's name and the module under reconciler.commands whose `command` it is.
+COMMANDS = {
+    "init": "init",
+    "validate": "validate",
+    "plan": "plan",
+    "apply": "apply",
+    "status": "status",
+    "audit": "audit",
+    "new": "new",
+    "approve": "approve",
+    "deliver": "deliver",
+    "outbox": "outbox",
+    "force-unlock": "unlock",
+    "keygen": "keygen",
+    "report": "report",
+}
+
 
 class Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand, its module imported now: running one loads only its own."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module = importlib.import_module(f"reconciler.commands.{COMMANDS[cmd_name]}")
+            self.add_command(module.command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -94,44 +123,6 @@ class Group(click.Group):
 def cli(ctx: click.Context, workspace: Path | None, log_format: str) -> None:
     """dsr: GDPR data subject requests as code."""
     ctx.obj = Options(workspace, EventLog(json=log_format == "json"))
-
-
-def _register() -> None:
-    from reconciler.commands import (
-        apply,
-        approve,
-        audit,
-        deliver,
-        init,
-        keygen,
-        new,
-        outbox,
-        plan,
-        report,
-        status,
-        unlock,
-        validate,
-    )
-
-    for module in (
-        init,
-        validate,
-        plan,
-        apply,
-        status,
-        audit,
-        new,
-        approve,
-        deliver,
-        outbox,
-        unlock,
-        keygen,
-        report,
-    ):
-        cli.add_command(module.command)
-
-
-_register()
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:

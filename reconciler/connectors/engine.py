@@ -2,7 +2,9 @@
 
 One home for what was written three times before: which driver a bare URL gets, how a SQLite
 file is opened (foreign keys on, a busy timeout), and which database errors are worth a retry.
-The retry rule reads the drivers' error classes and codes, never English message text.
+The retry rule reads the drivers' error classes and codes, never English message text. The
+drivers are imported only when an error is read (SQLAlchemy imports them itself when a URL
+needs one): a SQLite workspace never loads psycopg or PyMySQL.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import psycopg
-import psycopg.errors
-import pymysql
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
@@ -121,6 +120,9 @@ def is_transient(exc: BaseException) -> bool:
         orig: BaseException | None = exc.orig
     else:
         orig = exc
+    import psycopg.errors
+    import pymysql
+
     if isinstance(orig, psycopg.errors.ConnectionTimeout):
         return False  # the server did not answer in time: waiting again would not help
     if isinstance(orig, psycopg.Error):
@@ -180,6 +182,9 @@ def _where(url: URL) -> str:
 def _timed_out(exc: BaseException, url: URL, timeouts: Timeouts, elapsed: float) -> str | None:
     """What timed out and after how long, when a timeout ended the call: a server that
     accepts connections but never answers fails the run with this, instead of hanging it."""
+    import psycopg.errors
+    import pymysql
+
     orig = getattr(exc, "orig", None)
     hint = "(dsr.yaml timeouts, or timeouts of the system in policies/systems.yaml)"
     if isinstance(orig, psycopg.errors.ConnectionTimeout):

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql
 
 from reconciler.privacy.identity import Pads
 
@@ -82,6 +81,8 @@ def where_matching(
 
 
 def _postgresql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
+    from sqlalchemy.dialects import postgresql  # here: a SQLite workspace never loads it
+
     text = sa.cast(column, sa.Text)
     unplain = sa.collate(text, "C").op("~", is_comparison=True)(
         sa.literal(NOT_PRINTABLE_ASCII, sa.Text)
@@ -114,6 +115,8 @@ def _pad(block: bytes) -> sa.BindParameter[bytes]:
 
 
 def _mysql(column: Any, f: IdentityFilter) -> sa.ColumnElement[bool]:
+    from sqlalchemy.dialects import mysql  # here: a SQLite workspace never loads it
+
     # The test of plainness reads the value as utf8mb4 with a binary collation, so that a
     # case-insensitive collation cannot let a "K" (Kelvin sign) pass for a "k"; the
     # normalisation reads it as ascii_bin, whose LOWER() maps A-Z only (a Turkish collation

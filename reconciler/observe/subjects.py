@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from reconciler.desired.approvals import approval_status
 from reconciler.desired.model import Desired, RequestType, SubjectKind
-from reconciler.privacy.identity import IdentityKey, RawHasher, matching_hashes, split_hash
+from reconciler.privacy.identity import IdentityKey, RawHasher, split_hash
 from reconciler.store.records import Tombstone
 
 # (identity type, keyed hash) -> the requests whose subject has it
@@ -64,22 +64,34 @@ def subject_index(subjects: Iterable[Subject]) -> SubjectIndex:
 def users_in_access(
     desired: Desired, key: IdentityKey, completed: Mapping[str, Tombstone]
 ) -> frozenset[str]:
-    """User erasures, open or completed, whose subject is (again) a user in access.yaml."""
+    """User erasures, open or completed, whose subject is (again) a user in access.yaml.
+
+    The users are hashed only when some user erasure is looked for, by e-mail and only under
+    the keys such erasures were hashed with: a plan with none hashes no user at all."""
     if desired.access is None:
         return frozenset()
-    listed = {h for u in desired.access.users for h in matching_hashes("email", u, key)}
     erasures = {
-        c.request_id: c.identities for c in completed.values() if c.subject_kind is SubjectKind.USER
+        c.request_id: Subject(c.request_id, _emails(c.identities), c.systems, c.subject_kind)
+        for c in completed.values()
+        if c.subject_kind is SubjectKind.USER
     } | {
-        r.id: tuple((i.type, i.hash) for i in r.identities)
+        r.id: Subject(
+            r.id, _emails((i.type, i.hash) for i in r.identities), r.systems, r.subject_kind
+        )
         for r in desired.requests.values()
         if r.type is RequestType.ERASURE and r.subject_kind is SubjectKind.USER
     }
-    return frozenset(
-        rid
-        for rid, identities in erasures.items()
-        if any(kind == "email" and h in listed for kind, h in identities)
-    )
+    find = Wanted(erasures.values(), key).finder("email") if erasures else None
+    if find is None:
+        return frozenset()
+    found: set[str] = set()
+    for user in desired.access.users:
+        found |= find(user)
+    return frozenset(found)
+
+
+def _emails(identities: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((kind, h) for kind, h in identities if kind == "email")
 
 
 class Wanted:

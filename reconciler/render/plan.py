@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from reconciler.plan.actions import PERMISSION_ACTIONS, Action
 from reconciler.plan.model import Change, Plan, RequestView
 from reconciler.store.records import RequestState
@@ -399,6 +397,8 @@ def plan_drift(saved: Plan, current: Plan) -> list[str]:
             }
             for c in plan.changes
         }
+
+    from deepdiff import DeepDiff  # here: its import is slow, and only a stale plan needs it
 
     before, after = changes(saved), changes(current)
     # threshold 0: compare key by key even when the two share few changes (DeepDiff would

@@ -6,6 +6,7 @@ in memory, identities are hashed with the test key.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -198,3 +199,37 @@ def test_a_completed_user_erasure_whose_user_came_back_is_in_access(tmp_path: Pa
 def test_no_access_file_means_no_user_is_in_it(tmp_path: Path) -> None:
     d = desired(tmp_path, request("DSR-1", "dave@contoso.example", kind="user"), access=False)
     assert users_in_access(d, KEY, {}) == frozenset()
+
+
+class _CountedName(str):
+    """A user name that counts its normalisations: one per keyed hash of it."""
+
+    normalised = 0
+
+    def strip(self, chars: str | None = None) -> str:
+        _CountedName.normalised += 1
+        return super().strip(chars)
+
+
+def _counted(d: Desired) -> Desired:
+    assert d.access is not None
+    users = {_CountedName(name): user for name, user in d.access.users.items()}
+    return replace(d, access=replace(d.access, users=users))
+
+
+def test_users_are_hashed_only_when_a_user_erasure_is_looked_for(tmp_path: Path) -> None:
+    _CountedName.normalised = 0
+    d = _counted(
+        desired(
+            tmp_path / "none",
+            request("DSR-2", "erin@contoso.example"),  # a customer erasure
+            request("DSR-4", "erin@contoso.example", type="export", kind="user", extra=APPROVED),
+        )
+    )
+    done = {"DSR-10": tombstone("DSR-10", "erin@contoso.example")}  # a customer erasure
+    assert users_in_access(d, KEY, done) == frozenset()
+    assert _CountedName.normalised == 0
+
+    d = _counted(desired(tmp_path / "one", request("DSR-1", "dave@contoso.example", kind="user")))
+    assert users_in_access(d, KEY, {}) == frozenset({"DSR-1"})
+    assert _CountedName.normalised == 2  # each of the two users once, under the one key
