@@ -19,15 +19,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner, Result
 
 from demo.contoso import pick_subject
-from reconciler.cli import cli
 from reconciler.store import open_store
 
-
-def dsr(ws: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(ws), *args], input=input, catch_exceptions=False)
+from .cli import dsr, file_request
 
 
 def dsr_process(ws: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -42,36 +38,12 @@ def dsr_process(ws: Path, *args: str, env: dict[str, str] | None = None) -> subp
 
 def file_erasure(ws: Path, where: str, rid: str) -> None:
     email = pick_subject(ws, where)
-    result = dsr(
-        ws,
-        "new",
-        "erasure",
-        "--email",
-        "-",
-        "--requested-by",
-        "dpo@x.example",
-        "--id",
-        rid,
-        input=email,
-    )
-    assert result.exit_code == 0, result.output
+    file_request(ws, "erasure", email, rid)
 
 
 def file_export(ws: Path, where: str, rid: str, approver: str | None) -> None:
     email = pick_subject(ws, where)
-    result = dsr(
-        ws,
-        "new",
-        "export",
-        "--email",
-        "-",
-        "--requested-by",
-        "dpo@x.example",
-        "--id",
-        rid,
-        input=email,
-    )
-    assert result.exit_code == 0, result.output
+    file_request(ws, "export", email, rid)
     if approver:
         assert dsr(ws, "approve", rid, "--by", approver).exit_code == 0
 

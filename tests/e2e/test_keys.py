@@ -7,17 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from demo.contoso import pick_subject
-from reconciler.cli import cli
+
+from .cli import dsr
 
 OLD = "an-old-identity-key-of-at-least-32-bytes"
 NEW = "a-new-identity-key-made-with-dsr-keygen-0123"
-
-
-def dsr(ws: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(ws), *args], input=input, catch_exceptions=False)
 
 
 def settings(ws: Path, identity: str) -> None:

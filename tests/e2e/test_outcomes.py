@@ -9,31 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from demo.contoso import owner_delete, pick_subject
-from reconciler.cli import cli
 
-
-def dsr(ws: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(ws), *args], input=input, catch_exceptions=False)
-
-
-def file(ws: Path, kind: str, email: str, rid: str, *extra: str) -> None:
-    result = dsr(
-        ws,
-        "new",
-        kind,
-        "--email",
-        "-",
-        "--requested-by",
-        "dpo@x.example",
-        "--id",
-        rid,
-        *extra,
-        input=email,
-    )
-    assert result.exit_code == 0, result.output
+from .cli import dsr, file_request
 
 
 def receipt(ws: Path, rid: str) -> dict[str, object]:
@@ -45,7 +24,7 @@ def receipt(ws: Path, rid: str) -> dict[str, object]:
 
 def test_a_mistyped_identifier_is_no_data_found_not_erased(demo_workspace: Path) -> None:
     typo = pick_subject(demo_workspace, "crm-only").replace("@", "x@")
-    file(demo_workspace, "erasure", typo, "DSR-O-1")
+    file_request(demo_workspace, "erasure", typo, "DSR-O-1")
     planned = dsr(demo_workspace, "plan", "--format", "markdown")
     assert "DSR-O-1: its identities match no row in any mapped system" in planned.output
     assert dsr(demo_workspace, "apply", "--auto-approve").exit_code == 0
@@ -61,7 +40,7 @@ def test_the_receipt_of_an_erasure_that_waited_on_a_source_owner_is_complete(
     demo_workspace: Path,
 ) -> None:
     email = pick_subject(demo_workspace, "both")
-    file(demo_workspace, "erasure", email, "DSR-O-2")
+    file_request(demo_workspace, "erasure", email, "DSR-O-2")
     assert dsr(demo_workspace, "apply", "--auto-approve").exit_code == 0  # waits on the shop
     owner_delete(demo_workspace, "shop", email)
     assert dsr(demo_workspace, "apply", "--auto-approve").exit_code == 0
@@ -76,7 +55,7 @@ def test_the_receipt_of_an_erasure_that_waited_on_a_source_owner_is_complete(
 
 
 def test_time_is_shown_honestly(demo_workspace: Path) -> None:
-    file(
+    file_request(
         demo_workspace,
         "erasure",
         pick_subject(demo_workspace, "late"),
@@ -84,8 +63,8 @@ def test_time_is_shown_honestly(demo_workspace: Path) -> None:
         "--received",
         "2026-01-05",
     )
-    file(demo_workspace, "erasure", pick_subject(demo_workspace, "crm-only"), "DSR-O-4")
-    file(
+    file_request(demo_workspace, "erasure", pick_subject(demo_workspace, "crm-only"), "DSR-O-4")
+    file_request(
         demo_workspace,
         "export",
         pick_subject(demo_workspace, "export"),
@@ -109,7 +88,7 @@ def test_time_is_shown_honestly(demo_workspace: Path) -> None:
 
 
 def test_delivery_is_recorded_and_the_package_goes(demo_workspace: Path) -> None:
-    file(demo_workspace, "export", pick_subject(demo_workspace, "export"), "DSR-O-6")
+    file_request(demo_workspace, "export", pick_subject(demo_workspace, "export"), "DSR-O-6")
     assert dsr(demo_workspace, "approve", "DSR-O-6", "--by", "erin@contoso.example").exit_code == 0
     early = dsr(demo_workspace, "deliver", "DSR-O-6", "--by", "dpo@x.example")
     assert early.exit_code == 1 and "no package was built" in early.output
@@ -132,7 +111,7 @@ def test_delivery_is_recorded_and_the_package_goes(demo_workspace: Path) -> None
 
 @pytest.mark.parametrize("rid", ["DSR-O-7"])
 def test_audit_show_reads_as_words_and_names_the_request(demo_workspace: Path, rid: str) -> None:
-    file(demo_workspace, "erasure", pick_subject(demo_workspace, "crm-only"), rid)
+    file_request(demo_workspace, "erasure", pick_subject(demo_workspace, "crm-only"), rid)
     assert dsr(demo_workspace, "apply", "--auto-approve").exit_code == 0
     listing = dsr(demo_workspace, "audit", "show").output
     assert "still_present={}" not in listing and "['" not in listing and "{'" not in listing

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
 
-from reconciler.cli import cli
 from reconciler.desired.schemas import load_schema
 from reconciler.store import open_store
 
-
-def dsr(ws: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(ws), *args], input=input, catch_exceptions=False)
+from .cli import dsr
 
 
 def roles(ws: Path) -> set[tuple[str, str]]:

@@ -9,15 +9,11 @@ import re
 import subprocess
 from pathlib import Path
 
-from click.testing import CliRunner, Result
 from conftest import CHROMIUM_FLAGS
 
 from demo.contoso import pick_subject
-from reconciler.cli import cli
 
-
-def dsr(ws: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(ws), *args], input=input, catch_exceptions=False)
+from .cli import dsr
 
 
 def test_the_report_page_draws_one_bar_per_open_request_in_a_browser(
