@@ -7,16 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from reconciler.cli import cli
+from e2e.cli import dsr
 
 RAW_EMAIL = "ana.matching@example.com"
 SQLITE = "stream (SQLite cannot compute SHA-256 in SQL)"
-
-
-def dsr(ws: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(ws), *args], input=input, catch_exceptions=False)
 
 
 def _set_match(ws: Path, system: str, mode: str) -> None:
